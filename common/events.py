@@ -1,0 +1,206 @@
+"""The event contract between ingest and writer: one msgspec Struct per event kind.
+
+Wire format: msgpack of an `Envelope`. The envelope carries the schema version, the event id
+(idempotency key), the partition key (run or experiment id), the trace context and the reply
+address for commit notices. Adding an optional field is a compatible change; anything else
+bumps SCHEMA_VERSION.
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+SCHEMA_VERSION = 1
+
+
+class Tag(msgspec.Struct, array_like=True, frozen=True):
+    key: str
+    value: str
+
+
+class Metric(msgspec.Struct, array_like=True, frozen=True, omit_defaults=True):
+    key: str
+    value: float  # raw client value: may be NaN or +-inf; the writer normalises
+    timestamp: int
+    step: int = 0
+    model_id: str | None = None
+    dataset_name: str | None = None
+    dataset_digest: str | None = None
+
+
+class Dataset(msgspec.Struct, omit_defaults=True):
+    name: str
+    digest: str
+    source_type: str
+    source: str
+    schema: str | None = None
+    profile: str | None = None
+
+
+class DatasetInput(msgspec.Struct, omit_defaults=True):
+    dataset: Dataset
+    tags: list[Tag] = []
+
+
+class ModelRef(msgspec.Struct, omit_defaults=True):
+    model_id: str
+    step: int | None = None
+
+
+# --- experiment events (partitioned by experiment id) -----------------------------------------
+
+
+class ExperimentCreated(msgspec.Struct, tag=True):
+    experiment_id: str
+    name: str
+    artifact_location: str
+    creation_time: int
+    tags: list[Tag] = []
+
+
+class ExperimentRenamed(msgspec.Struct, tag=True):
+    experiment_id: str
+    new_name: str
+    time: int
+
+
+class ExperimentDeleted(msgspec.Struct, tag=True):
+    experiment_id: str
+    time: int
+
+
+class ExperimentRestored(msgspec.Struct, tag=True):
+    experiment_id: str
+    time: int
+
+
+class ExperimentTagSet(msgspec.Struct, tag=True):
+    experiment_id: str
+    key: str
+    value: str
+
+
+class ExperimentTagDeleted(msgspec.Struct, tag=True):
+    experiment_id: str
+    key: str
+
+
+# --- run events (partitioned by run id) --------------------------------------------------------
+
+
+class RunCreated(msgspec.Struct, tag=True):
+    run_id: str
+    experiment_id: str
+    user_id: str
+    run_name: str
+    start_time: int
+    artifact_uri: str
+    tags: list[Tag] = []
+
+
+class RunUpdated(msgspec.Struct, tag=True, omit_defaults=True):
+    run_id: str
+    status: str | None = None
+    end_time: int | None = None
+    run_name: str | None = None
+
+
+class RunDeleted(msgspec.Struct, tag=True):
+    run_id: str
+    time: int
+
+
+class RunRestored(msgspec.Struct, tag=True):
+    run_id: str
+    time: int
+
+
+class RunDataLogged(msgspec.Struct, tag=True, omit_defaults=True):
+    """log-metric, log-parameter, set-tag and log-batch: one event per request."""
+
+    run_id: str
+    metrics: list[Metric] = []
+    params: list[Tag] = []
+    tags: list[Tag] = []
+
+
+class RunTagDeleted(msgspec.Struct, tag=True):
+    run_id: str
+    key: str
+
+
+class RunInputsLogged(msgspec.Struct, tag=True, omit_defaults=True):
+    run_id: str
+    datasets: list[DatasetInput] = []
+    models: list[ModelRef] = []
+
+
+class RunOutputsLogged(msgspec.Struct, tag=True):
+    run_id: str
+    models: list[ModelRef]
+
+
+ExperimentEvent = (
+    ExperimentCreated | ExperimentRenamed | ExperimentDeleted | ExperimentRestored
+    | ExperimentTagSet | ExperimentTagDeleted
+)
+RunEvent = (
+    RunCreated | RunUpdated | RunDeleted | RunRestored | RunDataLogged | RunTagDeleted
+    | RunInputsLogged | RunOutputsLogged
+)
+Event = ExperimentEvent | RunEvent
+
+EXPERIMENT_EVENTS = (
+    ExperimentCreated, ExperimentRenamed, ExperimentDeleted, ExperimentRestored,
+    ExperimentTagSet, ExperimentTagDeleted,
+)
+
+
+class Envelope(msgspec.Struct, omit_defaults=True):
+    id: str
+    partition_key: str
+    published_at: int
+    event: Event
+    v: int = SCHEMA_VERSION
+    reply_to: str | None = None  # where the writer sends the commit notice, if anyone waits
+    trace: dict[str, str] = {}
+
+
+class EventOutcome(msgspec.Struct, array_like=True, omit_defaults=True):
+    """The writer's verdict on one event: committed (no error) or rejected with an MLflow error."""
+
+    id: str
+    error_code: str | None = None
+    message: str | None = None
+
+
+class CommitNotice(msgspec.Struct):
+    outcomes: list[EventOutcome]
+    v: int = SCHEMA_VERSION
+
+
+_envelope_encoder = msgspec.msgpack.Encoder()
+_envelope_decoder = msgspec.msgpack.Decoder(Envelope)
+_notice_decoder = msgspec.msgpack.Decoder(CommitNotice)
+
+
+def encode(obj: Envelope | CommitNotice) -> bytes:
+    return _envelope_encoder.encode(obj)
+
+
+def decode_envelope(data: bytes) -> Envelope:
+    """Raises msgspec.DecodeError / ValidationError for a malformed or unknown event."""
+    env = _envelope_decoder.decode(data)
+    if env.v > SCHEMA_VERSION:
+        raise msgspec.ValidationError(f"unsupported event schema version {env.v}")
+    return env
+
+
+def decode_notice(data: bytes) -> CommitNotice:
+    return _notice_decoder.decode(data)
+
+
+def partition_key(event: Event) -> str:
+    if isinstance(event, EXPERIMENT_EVENTS):
+        return f"exp:{event.experiment_id}"
+    return event.run_id  # type: ignore[union-attr]

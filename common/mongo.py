@@ -1,0 +1,136 @@
+"""MongoDB layout: collections, indexes, shard keys, and the idempotent `init-db`.
+
+Layout (read paths decide it):
+
+* ``experiments``: one document per experiment, ``_id`` = experiment id (numeric string);
+  tags embedded as ``tags.<encoded key>``. Unique index on ``name``.
+* ``runs``: one document per run, ``_id`` = run id. Run info, ``params``, ``tags`` and the latest
+  value of every metric (``metrics.<encoded key>`` = ``{v, t, s, nan}``) are embedded, so
+  runs/get and runs/search read this collection alone. ``mb.<encoded key>`` is the writer's
+  bookkeeping for the metric's open history bucket.
+* ``metrics``: metric history in buckets: ``_id`` = ``<run>:<encoded key>:<seq>``, up to
+  ``metric_bucket_size`` points ``[step, timestamp, value]`` per document (value ``None`` means
+  NaN), with the bucket's time and step ranges. Writes, index size and history reads scale with
+  buckets, not points.
+* ``counters``: the experiment id sequence (ids are unique across ingest replicas).
+
+Shard keys (applied only when connected to a mongos):
+
+* ``runs``: ``{experiment_id: 1, _id: 1}``. runs/search always names experiments, so it is
+  routed to the chunks of those experiments; the ``_id`` suffix lets one huge experiment split
+  over many chunks. The writer knows each run's experiment and includes it in its update
+  filters, so writes are targeted; runs/get by id alone is a broadcast point read on ``_id``.
+* ``metrics``: ``{run_id: 1}``. Run ids are random uuid4 hex, so a range key spreads writes as
+  evenly as a hashed one, while every history read (one run, one key) stays on one shard and
+  the unique ``(run_id, key, seq)`` index stays legal (it is prefixed by the shard key).
+* ``experiments`` and ``counters`` stay unsharded: they are tiny.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, IndexModel
+from pymongo.asynchronous.database import AsyncDatabase
+
+log = logging.getLogger(__name__)
+
+EXPERIMENTS = "experiments"
+RUNS = "runs"
+METRICS = "metrics"
+COUNTERS = "counters"
+
+DEFAULT_EXPERIMENT_ID = "0"
+DEFAULT_EXPERIMENT_NAME = "Default"
+
+INDEXES: dict[str, list[IndexModel]] = {
+    EXPERIMENTS: [
+        IndexModel([("name", ASCENDING)], name="name_unique", unique=True),
+        IndexModel([("lifecycle_stage", ASCENDING), ("creation_time", DESCENDING)], name="stage_created"),
+        IndexModel([("last_update_time", DESCENDING)], name="last_update"),
+    ],
+    RUNS: [
+        # default runs/search order: start_time DESC, run_id
+        IndexModel(
+            [("experiment_id", ASCENDING), ("lifecycle_stage", ASCENDING), ("start_time", DESCENDING), ("_id", ASCENDING)],
+            name="exp_stage_start",
+        ),
+        IndexModel([("experiment_id", ASCENDING), ("run_name", ASCENDING)], name="exp_run_name"),
+        IndexModel([("experiment_id", ASCENDING), ("status", ASCENDING)], name="exp_status"),
+    ],
+    METRICS: [
+        IndexModel([("run_id", ASCENDING), ("key", ASCENDING), ("seq", ASCENDING)], name="run_key_seq", unique=True),
+    ],
+}
+
+SHARD_KEYS: dict[str, dict[str, Any]] = {
+    RUNS: {"experiment_id": 1, "_id": 1},
+    METRICS: {"run_id": 1},
+}
+
+
+def make_client(uri: str, *, app_name: str, **kwargs: Any) -> AsyncMongoClient:
+    # tz_aware off, small server-selection timeout so /ready and writer retries react quickly.
+    return AsyncMongoClient(uri, appname=app_name, serverSelectionTimeoutMS=5000, connectTimeoutMS=5000, **kwargs)
+
+
+async def ensure_default_experiment(db: AsyncDatabase, artifact_root_uri: str = "mlflow-artifacts:/0") -> None:
+    from common.clock import now_ms
+
+    now = now_ms()
+    await db[EXPERIMENTS].update_one(
+        {"_id": DEFAULT_EXPERIMENT_ID},
+        {"$setOnInsert": {
+            "name": DEFAULT_EXPERIMENT_NAME,
+            "artifact_location": artifact_root_uri,
+            "lifecycle_stage": "active",
+            "creation_time": now,
+            "last_update_time": now,
+            "tags": {},
+        }},
+        upsert=True,
+    )
+    # The counter starts after the default experiment; $max keeps it monotonic if it exists.
+    await db[COUNTERS].update_one({"_id": "experiment_id"}, {"$max": {"seq": 0}}, upsert=True)
+
+
+async def ensure_indexes(db: AsyncDatabase) -> None:
+    for collection, models in INDEXES.items():
+        await db[collection].create_indexes(models)
+
+
+async def is_mongos(client: AsyncMongoClient) -> bool:
+    hello = await client.admin.command("hello")
+    return hello.get("msg") == "isdbgrid"
+
+
+async def shard_collections(client: AsyncMongoClient, db_name: str) -> list[str]:
+    """Enable sharding and shard the big collections. Idempotent: already-sharded is fine."""
+    done: list[str] = []
+    try:
+        await client.admin.command("enableSharding", db_name)
+    except Exception as exc:  # already enabled on some versions raises; on 6+ it is a no-op
+        log.info("enableSharding: %s", exc)
+    for collection, key in SHARD_KEYS.items():
+        try:
+            await client.admin.command("shardCollection", f"{db_name}.{collection}", key=key)
+            done.append(collection)
+        except Exception as exc:
+            if "already" in str(exc).lower():
+                done.append(collection)
+            else:
+                raise
+    return done
+
+
+async def init_db(client: AsyncMongoClient, db_name: str) -> dict[str, Any]:
+    """`genesis-flow init-db`: indexes, default experiment, shard keys on a mongos. Idempotent."""
+    db = client[db_name]
+    sharded: list[str] = []
+    if await is_mongos(client):
+        sharded = await shard_collections(client, db_name)
+    await ensure_indexes(db)
+    await ensure_default_experiment(db)
+    return {"database": db_name, "indexes": {c: [m.document["name"] for m in ms] for c, ms in INDEXES.items()},
+            "sharded": sharded}

@@ -1,0 +1,105 @@
+"""aiohttp pieces every tier shares: JSON responses, the MLflow error middleware, and the
+operational routes `/health`, `/ready`, `/metrics`."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import msgspec
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+
+from common.errors import INTERNAL_ERROR, MlflowError
+
+log = logging.getLogger(__name__)
+
+_json = msgspec.json.Encoder()
+
+ReadyCheck = Callable[[], Awaitable[dict[str, str]]]
+
+
+def json_response(payload: Any, status: int = 200) -> web.Response:
+    return web.Response(body=_json.encode(payload), status=status, content_type="application/json")
+
+
+def error_response(err: MlflowError) -> web.Response:
+    headers = {"Retry-After": str(err.retry_after)} if err.retry_after is not None else None
+    return web.Response(body=err.body(), status=err.http_status, content_type="application/json", headers=headers)
+
+
+class HttpMetrics:
+    def __init__(self, registry: CollectorRegistry, tier: str):
+        self.tier = tier
+        self.requests = Counter(
+            "genesis_http_requests", "HTTP requests handled", ["tier", "route", "method", "status"], registry=registry,
+        )
+        self.latency = Histogram(
+            "genesis_http_request_duration_seconds", "HTTP request latency", ["tier", "route", "method"],
+            registry=registry, buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+        )
+
+
+def mlflow_middleware(metrics: HttpMetrics):
+    """MlflowError -> its JSON body and status; unknown routes -> bare 404; crashes -> 500 JSON."""
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]):
+        start = time.perf_counter()
+        resource = request.match_info.route.resource
+        route = resource.canonical if resource is not None else "unmatched"
+        try:
+            response = await handler(request)
+        except MlflowError as err:
+            response = error_response(err)
+        except web.HTTPNotFound:
+            response = web.Response(status=404)  # the client reads a bare 404 as "endpoint not found"
+        except web.HTTPException as exc:
+            response = exc  # type: ignore[assignment]
+        except (asyncio.CancelledError, ConnectionResetError):
+            raise
+        except Exception:
+            log.exception("unhandled error in %s %s", request.method, request.path)
+            response = error_response(MlflowError("Internal server error.", INTERNAL_ERROR))
+        metrics.requests.labels(metrics.tier, route, request.method, str(response.status)).inc()
+        metrics.latency.labels(metrics.tier, route, request.method).observe(time.perf_counter() - start)
+        return response
+
+    return middleware
+
+
+def add_ops_routes(app: web.Application, registry: CollectorRegistry, ready: ReadyCheck) -> None:
+    async def health(_: web.Request) -> web.Response:
+        return json_response({"status": "ok"})
+
+    async def ready_handler(_: web.Request) -> web.Response:
+        checks = await ready()
+        ok = all(v == "ok" for v in checks.values())
+        return json_response({"status": "ok" if ok else "unavailable", "checks": checks}, status=200 if ok else 503)
+
+    async def metrics(_: web.Request) -> web.Response:
+        body = generate_latest(registry)
+        resp = web.Response(body=body)
+        resp.content_type = CONTENT_TYPE_LATEST.split(";")[0]
+        return resp
+
+    app.router.add_get("/health", health)
+    app.router.add_get("/ready", ready_handler)
+    app.router.add_get("/metrics", metrics)
+
+
+async def run_checks(checks: dict[str, Callable[[], Awaitable[Any]]], timeout: float = 2.0) -> dict[str, str]:
+    """Run dependency probes concurrently; each reports "ok" or its error."""
+
+    async def one(probe: Callable[[], Awaitable[Any]]) -> str:
+        try:
+            await asyncio.wait_for(probe(), timeout)
+            return "ok"
+        except Exception as exc:  # a failing dependency is a status, not an error
+            return f"{type(exc).__name__}: {exc}"[:200]
+
+    results = await asyncio.gather(*(one(p) for p in checks.values()))
+    return dict(zip(checks.keys(), results))

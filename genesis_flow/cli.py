@@ -1,0 +1,172 @@
+"""`genesis-flow`: one command, one subcommand per process kind, plus operator tools.
+
+This package is the only place that knows every tier: it composes them (standalone) and starts
+them (one tier per process). The tiers never import each other.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import signal
+import sys
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+from aiohttp import web
+
+from common.settings import Settings, load_settings
+
+log = logging.getLogger("genesis_flow")
+
+
+def _add_server_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--host", default=None, help="bind address (GENESIS_FLOW_HOST)")
+    p.add_argument("--port", type=int, default=None, help="port (GENESIS_FLOW_PORT)")
+    p.add_argument("--mongodb-uri", default=None, help="GENESIS_FLOW_MONGODB_URI")
+    p.add_argument("--mongodb-db", default=None, help="GENESIS_FLOW_MONGODB_DB")
+
+
+def _add_queue_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--amqp-url", default=None, help="GENESIS_FLOW_AMQP_URL")
+    p.add_argument("--queue-prefix", default=None, help="GENESIS_FLOW_QUEUE_PREFIX")
+    p.add_argument("--partitions", type=int, default=None, help="GENESIS_FLOW_PARTITIONS")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="genesis-flow", description="MLflow tracking backend with a write-ahead queue")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    for name, helptext in (("ingest", "validate writes and publish them to the queue"),
+                           ("writer", "apply queued events to MongoDB in batches")):
+        p = sub.add_parser(name, help=helptext)
+        _add_server_flags(p)
+        _add_queue_flags(p)
+        if name == "ingest":
+            p.add_argument("--ack-mode", choices=("committed", "enqueued"), default=None, help="GENESIS_FLOW_ACK_MODE")
+            p.add_argument("--artifact-root", default=None, help="GENESIS_FLOW_ARTIFACT_ROOT")
+
+    p = sub.add_parser("init-db", help="create indexes and the Default experiment; shard on a mongos")
+    p.add_argument("--mongodb-uri", default=None)
+    p.add_argument("--mongodb-db", default=None)
+
+    p = sub.add_parser("dlq", help="inspect and replay the dead-letter queue")
+    _add_queue_flags(p)
+    dsub = p.add_subparsers(dest="dlq_command", required=True)
+    lp = dsub.add_parser("list", help="print dead-lettered events (they stay in the queue)")
+    lp.add_argument("--limit", type=int, default=100)
+    rp = dsub.add_parser("replay", help="move dead-lettered events back to their partitions")
+    rp.add_argument("--limit", type=int, default=None)
+    return parser
+
+
+def _settings(tier: str, args: argparse.Namespace) -> Settings:
+    overrides = {k: v for k, v in vars(args).items() if k not in ("command", "dlq_command", "limit")}
+    return load_settings(tier, **overrides)
+
+
+def _configure_logging(settings: Settings) -> None:
+    logging.basicConfig(level=settings.log_level.upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    logging.getLogger("aio_pika").setLevel(logging.WARNING)
+    logging.getLogger("aiormq").setLevel(logging.WARNING)
+
+
+def _run(coro_factory: Callable[[], Any]) -> int:
+    try:
+        import uvloop
+
+        runner = asyncio.Runner(loop_factory=uvloop.new_event_loop)
+    except ImportError:  # pragma: no cover - uvloop is optional on exotic platforms
+        runner = asyncio.Runner()
+    with runner:
+        return runner.run(coro_factory()) or 0
+
+
+async def serve(app: web.Application, host: str, port: int, banner: str) -> None:
+    """Serve until SIGINT/SIGTERM, then shut down cleanly (cleanup contexts run)."""
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port, reuse_address=True, backlog=1024)
+    await site.start()
+    print(f"{banner} listening on http://{host}:{port}", flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        await runner.cleanup()
+
+
+@contextlib.asynccontextmanager
+async def mongo(settings: Settings, app_name: str) -> AsyncIterator[Any]:
+    from common.mongo import make_client
+
+    client = make_client(settings.mongodb_uri, app_name=app_name, w="majority")
+    try:
+        yield client
+    finally:
+        await client.close()
+
+
+async def run_ingest(settings: Settings) -> None:
+    from prometheus_client import CollectorRegistry
+
+    from common.telemetry import setup_tracing
+    from common.transport.amqp import AmqpIngestTransport
+    from ingest.app import IngestDeps, create_app
+
+    setup_tracing("genesis-flow-ingest")
+    async with mongo(settings, "genesis-flow-ingest") as client:
+        deps = IngestDeps(client[settings.mongodb_db], AmqpIngestTransport(settings), CollectorRegistry())
+        await serve(create_app(settings, deps), settings.host, settings.port, "genesis-flow ingest")
+
+
+async def run_writer(settings: Settings) -> None:
+    from prometheus_client import CollectorRegistry
+
+    from common.mongo import ensure_indexes
+    from common.telemetry import setup_tracing
+    from common.transport.amqp import AmqpWriterTransport
+    from writer.app import WriterDeps, create_app
+
+    setup_tracing("genesis-flow-writer")
+    async with mongo(settings, "genesis-flow-writer") as client:
+        db = client[settings.mongodb_db]
+        await ensure_indexes(db)  # the unique bucket index is part of the idempotency contract
+        deps = WriterDeps(db, AmqpWriterTransport(settings), CollectorRegistry())
+        await serve(create_app(settings, deps), settings.host, settings.port, "genesis-flow writer")
+
+
+async def run_init_db(settings: Settings) -> None:
+    from common.mongo import init_db
+
+    async with mongo(settings, "genesis-flow-init-db") as client:
+        print(json.dumps(await init_db(client, settings.mongodb_db), indent=2))
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    command = args.command
+    settings = _settings(command, args)
+    _configure_logging(settings)
+    if command == "ingest":
+        return _run(lambda: run_ingest(settings))
+    if command == "writer":
+        return _run(lambda: run_writer(settings))
+    if command == "init-db":
+        return _run(lambda: run_init_db(settings))
+    if command == "dlq":
+        from genesis_flow.dlq import run_dlq
+
+        return _run(lambda: run_dlq(settings, args.dlq_command, args.limit))
+    raise SystemExit(f"unknown command {command}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,165 @@
+"""The writer's pipeline: collect -> decode -> load -> plan -> write -> notify -> ack.
+
+Acks go to the broker only after MongoDB accepted the batch, so a crash at any point means
+redelivery, and the idempotent plan makes redelivery harmless (at-least-once delivery,
+exactly-once effect). MongoDB outages stop the pipeline (nothing acked, retried with backoff)
+instead of losing or dead-lettering events. An event MongoDB refuses for good, or one the
+planner cannot handle, is isolated by bisecting the batch and dead-lettered with its reason.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import defaultdict
+from dataclasses import dataclass
+
+from opentelemetry import trace
+from pymongo.asynchronous.database import AsyncDatabase
+
+from common import events as ev
+from common.errors import INTERNAL_ERROR, MlflowError
+from common.settings import Settings
+from common.telemetry import extract_context
+from common.transport import Delivery, WriterTransport
+from writer.batcher import Batch, collect
+from writer.metrics import WriterMetrics
+from writer.plan import plan_batch
+from writer.store import StoreRejected, StoreUnavailable, apply_plan, load_state
+
+log = logging.getLogger(__name__)
+tracer = trace.get_tracer("genesis_flow.writer")
+
+Outcomes = dict[str, MlflowError | None]
+
+
+@dataclass
+class _Poison:
+    delivery: Delivery
+    envelope: ev.Envelope
+    reason: str
+
+
+class Consumer:
+    def __init__(self, settings: Settings, db: AsyncDatabase, transport: WriterTransport, metrics: WriterMetrics):
+        self._settings = settings
+        self._db = db
+        self._transport = transport
+        self._metrics = metrics
+        self._inbox: asyncio.Queue[Delivery] = asyncio.Queue()
+        self.store_healthy = True
+        self.batches_committed = 0
+
+    def on_delivery(self, delivery: Delivery) -> None:
+        self._inbox.put_nowait(delivery)
+
+    async def start(self) -> None:
+        await self._transport.start(self.on_delivery)
+
+    async def run_forever(self) -> None:
+        s = self._settings
+        while True:
+            batch = await collect(self._inbox, max_events=s.batch_max_events, max_points=s.batch_max_points,
+                                  max_wait_s=s.batch_max_wait_ms / 1000)
+            await self.process(batch)
+
+    async def process(self, batch: Batch) -> None:
+        for delivery, reason in batch.poison:
+            await self._dead_letter(delivery, reason)
+        envelopes = [env for _, env in batch.events]
+        outcomes: Outcomes = {}
+        poison: list[_Poison] = []
+        start = time.perf_counter()
+        spans = self._start_event_spans(envelopes)
+        with tracer.start_as_current_span("writer.batch", attributes={"genesis.events": len(envelopes)}):
+            if envelopes:
+                await self._commit(batch.events, outcomes, poison)
+        for p in poison:
+            await self._dead_letter(p.delivery, p.reason)
+            outcomes[p.envelope.id] = MlflowError(
+                f"The write could not be applied and was set aside for an operator: {p.reason}", INTERNAL_ERROR)
+        self._end_event_spans(spans, outcomes)
+        await self._notify(envelopes, outcomes)
+        await self._transport.ack(batch.deliveries)
+        self._metrics.commit_seconds.observe(time.perf_counter() - start)
+        self._metrics.batches.inc()
+        self._metrics.batch_events.observe(len(batch.deliveries))
+        self.batches_committed += 1
+
+    async def _commit(self, items: list[tuple[Delivery, ev.Envelope]], outcomes: Outcomes, poison: list[_Poison]) -> None:
+        """Commit `items` in order, retrying outages; bisect to isolate events MongoDB refuses."""
+        envelopes = [env for _, env in items]
+        backoff = 0.1
+        while True:
+            try:
+                state = await load_state(self._db, envelopes)
+                plan = plan_batch(envelopes, state, self._settings.metric_bucket_size)
+                await apply_plan(self._db, plan)
+            except StoreUnavailable as exc:
+                self._set_store_health(False)
+                self._metrics.store_retries.inc()
+                log.warning("MongoDB unavailable, retrying batch of %d in %.1fs: %s", len(envelopes), backoff, exc)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+                continue
+            except (StoreRejected, Exception) as exc:  # noqa: BLE001 - isolate whatever refuses to apply
+                if len(items) == 1:
+                    log.error("event %s is poison: %s", envelopes[0].id, exc)
+                    poison.append(_Poison(items[0][0], envelopes[0], f"{type(exc).__name__}: {exc}"[:1000]))
+                    return
+                mid = len(items) // 2
+                await self._commit(items[:mid], outcomes, poison)
+                await self._commit(items[mid:], outcomes, poison)
+                return
+            self._set_store_health(True)
+            outcomes.update(plan.outcomes)
+            self._count(plan.outcomes, plan)
+            return
+
+    def _set_store_health(self, healthy: bool) -> None:
+        self.store_healthy = healthy
+        self._metrics.store_up.set(1 if healthy else 0)
+
+    def _count(self, outcomes: Outcomes, plan) -> None:
+        rejected = sum(1 for o in outcomes.values() if o is not None)
+        self._metrics.events.labels("committed").inc(len(outcomes) - rejected)
+        if rejected:
+            self._metrics.events.labels("rejected").inc(rejected)
+        self._metrics.points_written.inc(plan.points_written)
+        self._metrics.points_dropped.inc(plan.points_dropped)
+        for w in plan.writes:
+            self._metrics.documents_written.labels(w.collection).inc()
+
+    async def _dead_letter(self, delivery: Delivery, reason: str) -> None:
+        self._metrics.dead_letters.inc()
+        await self._transport.dead_letter(delivery, reason)
+
+    async def _notify(self, envelopes: list[ev.Envelope], outcomes: Outcomes) -> None:
+        by_origin: dict[str, list[ev.EventOutcome]] = defaultdict(list)
+        for env in envelopes:
+            if env.reply_to is None:
+                continue
+            err = outcomes.get(env.id)
+            by_origin[env.reply_to].append(
+                ev.EventOutcome(env.id) if err is None else ev.EventOutcome(env.id, err.error_code, err.message)
+            )
+        for reply_to, results in by_origin.items():
+            await self._transport.send_notice(reply_to, ev.encode(ev.CommitNotice(results)))
+
+    def _start_event_spans(self, envelopes: list[ev.Envelope]) -> list[tuple[str, trace.Span]]:
+        """One span per traced event, parented to the HTTP request that published it."""
+        spans = []
+        for env in envelopes:
+            if env.trace:
+                span = tracer.start_span("writer.commit", context=extract_context(env.trace), attributes={
+                    "genesis.event_id": env.id, "genesis.event_type": type(env.event).__name__})
+                spans.append((env.id, span))
+        return spans
+
+    def _end_event_spans(self, spans: list[tuple[str, trace.Span]], outcomes: Outcomes) -> None:
+        for event_id, span in spans:
+            err = outcomes.get(event_id)
+            if err is not None:
+                span.set_attribute("mlflow.error_code", err.error_code)
+            span.end()

@@ -1,0 +1,163 @@
+"""The writer's MongoDB edge: load what a batch needs, then apply the plan with bulk writes."""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from typing import Any
+
+from pymongo import ReplaceOne, UpdateMany, UpdateOne
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import (
+    AutoReconnect,
+    BulkWriteError,
+    ConnectionFailure,
+    DuplicateKeyError,
+    ExecutionTimeout,
+    NetworkTimeout,
+    ServerSelectionTimeoutError,
+    WriteConcernError,
+)
+
+from common import events as ev
+from common.errors import RESOURCE_ALREADY_EXISTS, MlflowError
+from common.keys import encode_key
+from common.mongo import EXPERIMENTS, METRICS, RUNS
+from writer.plan import BatchState, OpenBucket, Plan, Write, point_key
+
+log = logging.getLogger(__name__)
+
+TRANSIENT = (AutoReconnect, ConnectionFailure, NetworkTimeout, ServerSelectionTimeoutError,
+             ExecutionTimeout, WriteConcernError)
+_PAIRS_PER_QUERY = 400
+
+
+class StoreUnavailable(Exception):
+    """MongoDB is unreachable or timed out: retry the batch later, acking nothing."""
+
+
+class StoreRejected(Exception):
+    """MongoDB refused a write for good (e.g. a document too large): isolate the poison event."""
+
+
+def _batch_keys(envelopes: list[ev.Envelope]) -> tuple[set[str], set[str], set[str], dict[tuple[str, str], tuple[int, int]]]:
+    run_ids: set[str] = set()
+    exp_ids: set[str] = set()
+    names: set[str] = set()
+    metric_times: dict[tuple[str, str], tuple[int, int]] = {}
+    for env in envelopes:
+        e = env.event
+        if isinstance(e, ev.EXPERIMENT_EVENTS):
+            exp_ids.add(e.experiment_id)
+            if isinstance(e, ev.ExperimentCreated):
+                names.add(e.name)
+            elif isinstance(e, ev.ExperimentRenamed):
+                names.add(e.new_name)
+            continue
+        run_ids.add(e.run_id)
+        if isinstance(e, ev.RunCreated):
+            exp_ids.add(e.experiment_id)
+        elif isinstance(e, ev.RunDataLogged):
+            for m in e.metrics:
+                k = (e.run_id, encode_key(m.key))
+                lo, hi = metric_times.get(k, (m.timestamp, m.timestamp))
+                metric_times[k] = (min(lo, m.timestamp), max(hi, m.timestamp))
+    return run_ids, exp_ids, names, metric_times
+
+
+async def load_state(db: AsyncDatabase, envelopes: list[ev.Envelope]) -> BatchState:
+    """Everything `plan_batch` needs, in at most four queries (more only for huge batches)."""
+    run_ids, exp_ids, names, metric_times = _batch_keys(envelopes)
+    state = BatchState()
+    try:
+        if run_ids:
+            async for doc in db[RUNS].find({"_id": {"$in": list(run_ids)}}):
+                state.runs[doc["_id"]] = doc
+        if exp_ids or names:
+            query: dict[str, Any] = {"$or": []}
+            if exp_ids:
+                query["$or"].append({"_id": {"$in": list(exp_ids)}})
+            if names:
+                query["$or"].append({"name": {"$in": list(names)}})
+            async for doc in db[EXPERIMENTS].find(query):
+                state.experiments[doc["_id"]] = doc
+                state.experiment_names[doc["name"]] = doc["_id"]
+        if metric_times:
+            await _load_buckets(db, state, metric_times)
+    except TRANSIENT as exc:
+        raise StoreUnavailable(str(exc)) from exc
+    return state
+
+
+async def _load_buckets(db: AsyncDatabase, state: BatchState,
+                        metric_times: dict[tuple[str, str], tuple[int, int]]) -> None:
+    clauses: list[dict[str, Any]] = []
+    for (run_id, enc), (t_lo, t_hi) in metric_times.items():
+        mb = ((state.runs.get(run_id) or {}).get("mb") or {}).get(enc) or {}
+        seq = int(mb.get("seq", 0))
+        state.buckets[(run_id, enc)] = OpenBucket(seq=seq, count=int(mb.get("n", 0)), closed_t_max=int(mb.get("tc", -1)))
+        # The open bucket (and any a crashed writer left after it) holds the recent points ...
+        clauses.append({"run_id": run_id, "key": enc, "seq": {"$gte": seq}})
+        # ... older buckets matter only for points as old as theirs (late or replayed data).
+        if seq > 0 and t_lo <= int(mb.get("tc", 2**62)):
+            clauses.append({"run_id": run_id, "key": enc, "seq": {"$lt": seq}, "t1": {"$gte": t_lo}, "t0": {"$lte": t_hi}})
+    for i in range(0, len(clauses), _PAIRS_PER_QUERY):
+        cursor = db[METRICS].find({"$or": clauses[i:i + _PAIRS_PER_QUERY]}, {"run_id": 1, "key": 1, "seq": 1, "n": 1, "p": 1})
+        async for doc in cursor:
+            bucket = state.buckets[(doc["run_id"], doc["key"])]
+            bucket.seen.update(point_key(p) for p in doc.get("p", ()))
+            if doc["seq"] >= bucket.seq:
+                if doc["seq"] > bucket.seq:
+                    # a crashed writer stored this bucket but not the run's bookkeeping
+                    bucket.closed_t_max = max(bucket.closed_t_max, max((p[1] for p in doc.get("p", ())), default=-1))
+                bucket.seq = doc["seq"]
+                bucket.count = int(doc.get("n", 0))
+
+
+def _to_op(w: Write) -> UpdateOne | ReplaceOne | UpdateMany:
+    if w.replacement is not None:
+        return ReplaceOne(w.filter, w.replacement, upsert=True)
+    if w.many:
+        return UpdateMany(w.filter, w.update)
+    return UpdateOne(w.filter, w.update, upsert=w.collection == METRICS)
+
+
+async def apply_plan(db: AsyncDatabase, plan: Plan) -> None:
+    """Execute the writes in plan order; experiment conflicts become that event's outcome."""
+    groups: dict[str, list[Write]] = defaultdict(list)
+    sequence: list[str] = []
+    for w in plan.writes:
+        group = "exp" if w.event_id is not None else w.collection
+        if group not in groups:
+            sequence.append(group)
+        groups[group].append(w)
+    try:
+        for group in sequence:
+            writes = groups[group]
+            if group == "exp":
+                await _apply_experiment_writes(db, plan, writes)
+            else:
+                await db[group].bulk_write([_to_op(w) for w in writes], ordered=False)
+    except BulkWriteError as exc:
+        raise StoreRejected(str(exc.details.get("writeErrors", exc))[:500]) from exc
+    except TRANSIENT as exc:
+        raise StoreUnavailable(str(exc)) from exc
+
+
+async def _apply_experiment_writes(db: AsyncDatabase, plan: Plan, writes: list[Write]) -> None:
+    failed: set[str] = set()
+    for w in writes:
+        if w.event_id in failed:
+            continue
+        try:
+            await db[w.collection].bulk_write([_to_op(w)])
+        except BulkWriteError as exc:
+            codes = {e.get("code") for e in exc.details.get("writeErrors", [])}
+            if 11000 not in codes:
+                raise
+            failed.add(w.event_id or "")
+            name = (w.replacement or {}).get("name") or ((w.update or {}).get("$set") or {}).get("name")
+            plan.outcomes[w.event_id or ""] = MlflowError(f"Experiment(name={name}) already exists.", RESOURCE_ALREADY_EXISTS)
+        except DuplicateKeyError:
+            failed.add(w.event_id or "")
+            plan.outcomes[w.event_id or ""] = MlflowError("Experiment already exists.", RESOURCE_ALREADY_EXISTS)

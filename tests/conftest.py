@@ -1,0 +1,46 @@
+"""Shared fixtures: the real test servers, and Genesis-Flow tiers running as processes."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+from pymongo import MongoClient
+
+from tests.services import Services, start_services
+from tests.stack import Stack, make_stack
+
+# The stock client retries 5xx for minutes by default; tests want a failure to show quickly.
+# (Tests of retry behaviour set their own values.)
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "3")
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
+
+
+@pytest.fixture(scope="session")
+def services() -> Iterator[Services]:
+    svc, cleanup = start_services()
+    yield svc
+    cleanup()
+
+
+@pytest.fixture(scope="module")
+def write_stack(services: Services) -> Iterator[Stack]:
+    """ingest + writer processes on their own database and queues (shared by a test module)."""
+    stack = make_stack(services, "wp")
+    stack.start("writer")
+    stack.start("ingest")
+    yield stack
+    stack.stop()
+
+
+@pytest.fixture
+def fresh_stack(services: Services) -> Iterator[Stack]:
+    """A stack of its own for tests that kill or starve processes; the test starts the tiers."""
+    stack = make_stack(services, "fs")
+    yield stack
+    stack.stop()
+
+
+def mongo_db(stack: Stack):
+    return MongoClient(stack.services.mongodb_uri)[stack.db_name]

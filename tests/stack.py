@@ -1,0 +1,130 @@
+"""Run Genesis-Flow tiers as real processes against the real test servers.
+
+Each Stack gets its own MongoDB database and queue prefix, so stacks run side by side and
+tests do not see each other's data. Processes log to files in the stack's directory; on a
+failed start the log tail is part of the error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tests.services import Services, free_port, unique_name
+
+REPO = Path(__file__).resolve().parent.parent
+MODULE = {"ingest": "ingest", "writer": "writer", "query": "query"}
+
+
+@dataclass
+class Stack:
+    services: Services
+    name: str
+    env: dict[str, str]
+    workdir: Path
+    ports: dict[str, int] = field(default_factory=dict)
+    procs: dict[str, subprocess.Popen] = field(default_factory=dict)
+
+    @property
+    def db_name(self) -> str:
+        return self.env["GENESIS_FLOW_MONGODB_DB"]
+
+    @property
+    def queue_prefix(self) -> str:
+        return self.env["GENESIS_FLOW_QUEUE_PREFIX"]
+
+    def url(self, tier: str) -> str:
+        return f"http://127.0.0.1:{self.ports[tier]}"
+
+    def start(self, tier: str, wait_ready: bool = True, timeout: float = 60) -> None:
+        port = self.ports.setdefault(tier, free_port())
+        log = open(self.workdir / f"{tier}.log", "ab")
+        self.procs[tier] = subprocess.Popen(
+            [sys.executable, "-m", MODULE[tier], "--port", str(port)],
+            cwd=REPO, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+        )
+        if wait_ready:
+            self.wait_ready(tier, timeout)
+
+    def wait_ready(self, tier: str, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            proc = self.procs[tier]
+            if proc.poll() is not None:
+                raise RuntimeError(f"{tier} exited with {proc.returncode}:\n{self.log_tail(tier)}")
+            try:
+                with urllib.request.urlopen(self.url(tier) + "/ready", timeout=2) as resp:
+                    if resp.status == 200:
+                        return
+            except OSError:
+                pass
+            time.sleep(0.2)
+        raise RuntimeError(f"{tier} not ready after {timeout}s:\n{self.log_tail(tier)}")
+
+    def kill(self, tier: str, sig: int = signal.SIGKILL) -> None:
+        proc = self.procs.pop(tier, None)
+        if proc is not None and proc.poll() is None:
+            proc.send_signal(sig)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=20)
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+
+    def log_tail(self, tier: str, lines: int = 40) -> str:
+        path = self.workdir / f"{tier}.log"
+        if not path.exists():
+            return "(no log)"
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+
+    def stop(self) -> None:
+        for tier in list(self.procs):
+            self.kill(tier, signal.SIGTERM)
+        asyncio.run(_cleanup(self))
+
+
+def make_stack(services: Services, name: str = "gf", partitions: int = 4, **env: str) -> Stack:
+    stack_name = unique_name(name)
+    workdir = Path(tempfile.mkdtemp(prefix=f"{stack_name}-"))
+    full_env = {
+        **os.environ,
+        "GENESIS_FLOW_MONGODB_URI": services.mongodb_uri,
+        "GENESIS_FLOW_MONGODB_DB": stack_name,
+        "GENESIS_FLOW_AMQP_URL": services.amqp_url,
+        "GENESIS_FLOW_QUEUE_PREFIX": stack_name,
+        "GENESIS_FLOW_PARTITIONS": str(partitions),
+        "AZURE_STORAGE_CONNECTION_STRING": services.azure_connection_string,
+        "GENESIS_FLOW_LOG_LEVEL": "INFO",
+        "PYTHONUNBUFFERED": "1",
+        **env,
+    }
+    return Stack(services=services, name=stack_name, env=full_env, workdir=workdir)
+
+
+async def _cleanup(stack: Stack) -> None:
+    """Drop the stack's database and delete its queues (quorum queues hold broker resources)."""
+    import aio_pika
+    from pymongo import AsyncMongoClient
+
+    client = AsyncMongoClient(stack.services.mongodb_uri, serverSelectionTimeoutMS=3000)
+    with contextlib.suppress(Exception):
+        await client.drop_database(stack.db_name)
+    await client.close()
+    partitions = int(stack.env["GENESIS_FLOW_PARTITIONS"])
+    names = [f"{stack.queue_prefix}.events.{i}" for i in range(partitions)] + [f"{stack.queue_prefix}.dlq"]
+    with contextlib.suppress(Exception):
+        conn = await aio_pika.connect(stack.services.amqp_url, timeout=5)
+        async with conn:
+            for queue in names:
+                channel = await conn.channel()
+                with contextlib.suppress(Exception):
+                    await channel.queue_delete(queue)

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry
@@ -21,6 +22,8 @@ from ingest.service import IngestService
 
 CLIENT_MAX_SIZE = 16 * 1024 * 1024  # JSON bodies; artifact uploads stream and are not bound by it
 
+Probes = dict[str, Callable[[], Awaitable[Any]]]
+
 
 @dataclass
 class IngestDeps:
@@ -29,20 +32,12 @@ class IngestDeps:
     registry: CollectorRegistry
 
 
-def create_app(settings: Settings, deps: IngestDeps) -> web.Application:
+def install(app: web.Application, settings: Settings, deps: IngestDeps) -> Probes:
+    """Add ingest's routes and lifecycle to `app`; return its readiness probes."""
     metrics = IngestMetrics(deps.registry)
     bus = EventBus(settings, deps.transport, metrics)
     lookups = Lookups(deps.db, settings.run_cache_ttl_s, metrics)
-    service = IngestService(settings, bus, lookups)
-
-    app = web.Application(middlewares=[mlflow_middleware(HttpMetrics(deps.registry, "ingest"))],
-                          client_max_size=CLIENT_MAX_SIZE)
-    add_routes(app, service, settings.ack_mode)
-
-    async def ready() -> dict[str, str]:
-        return await run_checks({"mongodb": lookups.ping, "amqp": deps.transport.check})
-
-    add_ops_routes(app, deps.registry, ready)
+    add_routes(app, IngestService(settings, bus, lookups), settings.ack_mode)
 
     async def lifecycle(_: web.Application) -> AsyncIterator[None]:
         await ensure_default_experiment(deps.db)
@@ -51,4 +46,16 @@ def create_app(settings: Settings, deps: IngestDeps) -> web.Application:
         await bus.close()
 
     app.cleanup_ctx.append(lifecycle)
+    return {"mongodb": lookups.ping, "queue": deps.transport.check}
+
+
+def create_app(settings: Settings, deps: IngestDeps) -> web.Application:
+    app = web.Application(middlewares=[mlflow_middleware(HttpMetrics(deps.registry, "ingest"))],
+                          client_max_size=CLIENT_MAX_SIZE)
+    probes = install(app, settings, deps)
+
+    async def ready() -> dict[str, str]:
+        return await run_checks(probes)
+
+    add_ops_routes(app, deps.registry, ready)
     return app

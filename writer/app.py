@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry
@@ -18,7 +18,7 @@ from common.web import HttpMetrics, add_ops_routes, mlflow_middleware, run_check
 from writer.consumer import Consumer
 from writer.metrics import WriterMetrics
 
-log = logging.getLogger(__name__)
+Probes = dict[str, Callable[[], Awaitable[Any]]]
 
 
 @dataclass
@@ -26,10 +26,6 @@ class WriterDeps:
     db: AsyncDatabase
     transport: WriterTransport
     registry: CollectorRegistry
-
-
-def create_consumer(settings: Settings, deps: WriterDeps) -> Consumer:
-    return Consumer(settings, deps.db, deps.transport, WriterMetrics(deps.registry))
 
 
 @contextlib.asynccontextmanager
@@ -45,23 +41,29 @@ async def running(consumer: Consumer) -> AsyncIterator[asyncio.Task]:
             await task
 
 
-def create_app(settings: Settings, deps: WriterDeps, consumer: Consumer | None = None) -> web.Application:
-    consumer = consumer or create_consumer(settings, deps)
-    app = web.Application(middlewares=[mlflow_middleware(HttpMetrics(deps.registry, "writer"))])
-
-    async def ready() -> dict[str, str]:
-        checks = await run_checks({"mongodb": lambda: deps.db.command("ping"), "amqp": deps.transport.check})
-        if checks.get("mongodb") == "ok" and not consumer.store_healthy:
-            checks["mongodb"] = "writes failing"
-        return checks
-
-    add_ops_routes(app, deps.registry, ready)
+def install(app: web.Application, settings: Settings, deps: WriterDeps) -> Probes:
+    """Run the consumer for the lifetime of `app`; return the writer's readiness probes."""
+    consumer = Consumer(settings, deps.db, deps.transport, WriterMetrics(deps.registry))
 
     async def lifecycle(_: web.Application) -> AsyncIterator[None]:
         async with running(consumer):
             yield
         await deps.transport.close()
 
+    async def store_writes() -> None:
+        if not consumer.store_healthy:
+            raise RuntimeError("MongoDB writes are failing; batches are being retried")
+
     app.cleanup_ctx.append(lifecycle)
-    app["consumer"] = consumer
+    return {"mongodb": lambda: deps.db.command("ping"), "queue": deps.transport.check, "writes": store_writes}
+
+
+def create_app(settings: Settings, deps: WriterDeps) -> web.Application:
+    app = web.Application(middlewares=[mlflow_middleware(HttpMetrics(deps.registry, "writer"))])
+    probes = install(app, settings, deps)
+
+    async def ready() -> dict[str, str]:
+        return await run_checks(probes)
+
+    add_ops_routes(app, deps.registry, ready)
     return app

@@ -144,3 +144,91 @@ def new_experiment_document(
         "last_update_time": creation_time,
         "tags": {encode_key(k): v for k, v in tags},
     }
+
+
+# Optional fields of a stored history point's extras dict, in Metric proto field order.
+METRIC_POINT_EXTRAS = ("dataset_name", "dataset_digest", "model_id")
+
+
+def metric_point(key: str, point: list[Any], *, run_id: str | None = None) -> dict[str, Any]:
+    """A stored history point `[step, timestamp, value (None = NaN), {extras}?]` as an MLflow Metric.
+
+    With `run_id` it is the bulk endpoints' MetricWithRunId, which has no extras fields.
+    """
+    value = point[2]
+    out: dict[str, Any] = {"key": key, "value": "NaN" if value is None else json_float(value),
+                           "timestamp": point[1], "step": point[0]}
+    if run_id is not None:
+        out["run_id"] = run_id
+        return out
+    extras = point[3] if len(point) > 3 else None
+    if extras:
+        for name in METRIC_POINT_EXTRAS:
+            if extras.get(name):
+                out[name] = extras[name]
+    return out
+
+
+def model_artifact_location(experiment_artifact_location: str, model_id: str) -> str:
+    return f"{experiment_artifact_location.rstrip('/')}/models/{model_id}/{ARTIFACTS_FOLDER}"
+
+
+def new_logged_model_document(
+    *, model_id: str, experiment_id: str, name: str, artifact_location: str, creation_timestamp_ms: int,
+    model_type: str, source_run_id: str | None, tags: list[tuple[str, str]], params: list[tuple[str, str]],
+) -> dict[str, Any]:
+    return {
+        "_id": model_id,
+        "experiment_id": experiment_id,
+        "name": name,
+        "artifact_location": artifact_location,
+        "creation_timestamp_ms": creation_timestamp_ms,
+        "last_updated_timestamp_ms": creation_timestamp_ms,
+        "status": "LOGGED_MODEL_PENDING",
+        "model_type": model_type,
+        "source_run_id": source_run_id,
+        "lifecycle_stage": "active",
+        "tags": {encode_key(k): v for k, v in tags},
+        "params": {encode_key(k): v for k, v in params},
+        "metrics": [],
+    }
+
+
+def model_metric(stored: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "key": stored["key"],
+        "value": json_float(math.nan if stored.get("nan") else stored["value"]),
+        "timestamp": stored["timestamp"],
+        "step": stored["step"],
+    }
+    for field in ("dataset_name", "dataset_digest", "model_id", "run_id"):
+        if stored.get(field):
+            out[field] = stored[field]
+    return out
+
+
+def logged_model(doc: dict[str, Any]) -> dict[str, Any]:
+    info: dict[str, Any] = {
+        "model_id": doc["_id"],
+        "experiment_id": doc["experiment_id"],
+        "name": doc["name"],
+        "creation_timestamp_ms": doc["creation_timestamp_ms"],
+        "last_updated_timestamp_ms": doc["last_updated_timestamp_ms"],
+        "artifact_uri": doc["artifact_location"],
+        "status": doc.get("status", "LOGGED_MODEL_PENDING"),
+        "status_message": doc.get("status_message"),
+        "model_type": doc.get("model_type", ""),
+        "source_run_id": doc.get("source_run_id"),
+    }
+    info = {k: v for k, v in info.items() if v is not None}
+    tags = sorted(_kv_list(doc.get("tags")), key=lambda t: t["key"])
+    if tags:
+        info["tags"] = tags
+    data: dict[str, Any] = {}
+    params = _kv_list(doc.get("params"))
+    if params:
+        data["params"] = params
+    metrics = [model_metric(m) for m in doc.get("metrics") or []]
+    if metrics:
+        data["metrics"] = metrics
+    return {"info": info, "data": data}

@@ -140,6 +140,48 @@ class RunOutputsLogged(msgspec.Struct, tag=True):
     models: list[ModelRef]
 
 
+# --- logged model events (partitioned by model id) --------------------------------------------
+
+
+class LoggedModelCreated(msgspec.Struct, tag=True):
+    model_id: str
+    experiment_id: str
+    name: str
+    artifact_location: str
+    creation_timestamp_ms: int
+    model_type: str = ""
+    source_run_id: str | None = None
+    tags: list[Tag] = []
+    params: list[Tag] = []
+
+
+class LoggedModelFinalized(msgspec.Struct, tag=True):
+    model_id: str
+    status: str  # LOGGED_MODEL_READY | LOGGED_MODEL_UPLOAD_FAILED | ...
+    time: int
+
+
+class LoggedModelTagsSet(msgspec.Struct, tag=True):
+    model_id: str
+    tags: list[Tag]
+    time: int
+
+
+class LoggedModelTagDeleted(msgspec.Struct, tag=True):
+    model_id: str
+    key: str
+
+
+class LoggedModelParamsLogged(msgspec.Struct, tag=True):
+    model_id: str
+    params: list[Tag]
+
+
+class LoggedModelDeleted(msgspec.Struct, tag=True):
+    model_id: str
+    time: int
+
+
 ExperimentEvent = (
     ExperimentCreated | ExperimentRenamed | ExperimentDeleted | ExperimentRestored
     | ExperimentTagSet | ExperimentTagDeleted
@@ -148,7 +190,11 @@ RunEvent = (
     RunCreated | RunUpdated | RunDeleted | RunRestored | RunDataLogged | RunTagDeleted
     | RunInputsLogged | RunOutputsLogged
 )
-Event = ExperimentEvent | RunEvent
+ModelEvent = (
+    LoggedModelCreated | LoggedModelFinalized | LoggedModelTagsSet | LoggedModelTagDeleted
+    | LoggedModelParamsLogged | LoggedModelDeleted
+)
+Event = ExperimentEvent | RunEvent | ModelEvent
 
 EXPERIMENT_EVENTS = (
     ExperimentCreated, ExperimentRenamed, ExperimentDeleted, ExperimentRestored,
@@ -200,7 +246,15 @@ def decode_notice(data: bytes) -> CommitNotice:
     return _notice_decoder.decode(data)
 
 
+MODEL_EVENTS = (
+    LoggedModelCreated, LoggedModelFinalized, LoggedModelTagsSet, LoggedModelTagDeleted,
+    LoggedModelParamsLogged, LoggedModelDeleted,
+)
+
+
 def partition_key(event: Event) -> str:
     if isinstance(event, EXPERIMENT_EVENTS):
         return f"exp:{event.experiment_id}"
+    if isinstance(event, MODEL_EVENTS):
+        return f"model:{event.model_id}"
     return event.run_id  # type: ignore[union-attr]

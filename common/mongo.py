@@ -12,6 +12,8 @@ Layout (read paths decide it):
   ``metric_bucket_size`` points ``[step, timestamp, value]`` per document (value ``None`` means
   NaN), with the bucket's time and step ranges. Writes, index size and history reads scale with
   buckets, not points.
+* ``logged_models``: MLflow 3 logged models, ``_id`` = ``m-<32 hex>``; tags and params embedded
+  like runs; ``metrics`` is the list of metric points logged with this ``model_id``.
 * ``counters``: the experiment id sequence (ids are unique across ingest replicas).
 
 Shard keys (applied only when connected to a mongos):
@@ -23,7 +25,8 @@ Shard keys (applied only when connected to a mongos):
 * ``metrics``: ``{run_id: 1}``. Run ids are random uuid4 hex, so a range key spreads writes as
   evenly as a hashed one, while every history read (one run, one key) stays on one shard and
   the unique ``(run_id, key, seq)`` index stays legal (it is prefixed by the shard key).
-* ``experiments`` and ``counters`` stay unsharded: they are tiny.
+* ``experiments``, ``logged_models`` and ``counters`` stay unsharded: they are small (one
+  document per experiment or model, not per run or point).
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ EXPERIMENTS = "experiments"
 RUNS = "runs"
 METRICS = "metrics"
 COUNTERS = "counters"
+LOGGED_MODELS = "logged_models"
 
 DEFAULT_EXPERIMENT_ID = "0"
 DEFAULT_EXPERIMENT_NAME = "Default"
@@ -61,6 +65,12 @@ INDEXES: dict[str, list[IndexModel]] = {
     ],
     METRICS: [
         IndexModel([("run_id", ASCENDING), ("key", ASCENDING), ("seq", ASCENDING)], name="run_key_seq", unique=True),
+    ],
+    LOGGED_MODELS: [
+        IndexModel([("experiment_id", ASCENDING), ("lifecycle_stage", ASCENDING), ("creation_timestamp_ms", DESCENDING)],
+                   name="exp_stage_created"),
+        IndexModel([("experiment_id", ASCENDING), ("name", ASCENDING)], name="exp_name"),
+        IndexModel([("source_run_id", ASCENDING)], name="source_run"),
     ],
 }
 

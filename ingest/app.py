@@ -17,6 +17,7 @@ from common.web import HttpMetrics, add_ops_routes, mlflow_middleware, run_check
 from ingest.bus import EventBus
 from ingest.lookups import Lookups
 from ingest.metrics import IngestMetrics
+from ingest.models import LoggedModelService
 from ingest.routes import add_routes
 from ingest.service import IngestService
 
@@ -37,7 +38,7 @@ def install(app: web.Application, settings: Settings, deps: IngestDeps) -> Probe
     metrics = IngestMetrics(deps.registry)
     bus = EventBus(settings, deps.transport, metrics)
     lookups = Lookups(deps.db, settings.run_cache_ttl_s, metrics)
-    add_routes(app, IngestService(settings, bus, lookups), settings.ack_mode)
+    add_routes(app, IngestService(settings, bus, lookups), LoggedModelService(bus, lookups), settings.ack_mode)
 
     async def lifecycle(_: web.Application) -> AsyncIterator[None]:
         await ensure_default_experiment(deps.db)

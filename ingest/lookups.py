@@ -15,7 +15,7 @@ from pymongo import ReturnDocument
 from pymongo.asynchronous.database import AsyncDatabase
 
 from common.keys import encode_key
-from common.mongo import COUNTERS, EXPERIMENTS, RUNS
+from common.mongo import COUNTERS, EXPERIMENTS, LOGGED_MODELS, RUNS
 from ingest.metrics import IngestMetrics
 
 _MAX_ENTRIES = 100_000
@@ -81,6 +81,11 @@ class Lookups:
     async def run_info_document(self, run_id: str) -> dict[str, Any] | None:
         return await self._db[RUNS].find_one(
             {"_id": run_id}, {"params": 0, "metrics": 0, "tags": 0, "mb": 0, "dataset_inputs": 0})
+
+    # --- logged models -----------------------------------------------------------------------
+
+    async def logged_model(self, model_id: str) -> dict[str, Any] | None:
+        return await self._db[LOGGED_MODELS].find_one({"_id": model_id})
 
     # --- experiments -----------------------------------------------------------------------
 

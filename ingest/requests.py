@@ -142,6 +142,29 @@ class LogOutputs(RunRef):
     models: list[ModelOutputIn] = []
 
 
+class CreateLoggedModel(msgspec.Struct):
+    experiment_id: str
+    name: str | None = None
+    model_type: str | None = None
+    source_run_id: str | None = None
+    params: list[KeyValue] = []
+    tags: list[KeyValue] = []
+
+
+class FinalizeLoggedModel(msgspec.Struct):
+    status: int | str
+    model_id: str | None = None
+
+
+class SetLoggedModelTags(msgspec.Struct):
+    tags: list[KeyValue] = []
+
+
+class LogLoggedModelParams(msgspec.Struct):
+    params: list[KeyValue] = []
+    model_id: str | None = None
+
+
 R, S, I, F, A = v.REQUIRED, v.STRING, v.INTLIKE, v.FLOATLIKE, v.ARRAY
 
 SCHEMAS: dict[type, v.Schema] = {
@@ -161,6 +184,11 @@ SCHEMAS: dict[type, v.Schema] = {
     LogBatch: {"run_id": (S, R), "metrics": (A,), "params": (A,), "tags": (A,)},
     LogInputs: {"run_id": (R, S), "datasets": (A,), "models": (A,)},
     LogOutputs: {"run_id": (R, S), "models": (R, A)},
+    CreateLoggedModel: {"experiment_id": (S, R), "name": (S,), "model_type": (S,), "source_run_id": (S,),
+                        "params": (A,), "tags": (A,)},
+    FinalizeLoggedModel: {"status": (R,)},
+    SetLoggedModelTags: {"tags": (A,)},
+    LogLoggedModelParams: {"params": (A,)},
 }
 
 _PATH_RE = re.compile(r"^\$\.?")

@@ -12,6 +12,7 @@ from common.errors import MlflowError
 from common.settings import AckMode
 from common.web import json_response
 from ingest import requests as rq
+from ingest.models import LoggedModelService
 from ingest.service import IngestService
 
 ACK_HEADER = "X-Genesis-Flow-Ack"
@@ -34,7 +35,8 @@ async def _body(request: web.Request, *, limit: int | None = None) -> dict[str, 
     return rq.parse_json_body(raw)
 
 
-def build_routes(service: IngestService, default_ack: AckMode) -> list[tuple[str, str, Handler]]:
+def build_routes(service: IngestService, models: LoggedModelService, default_ack: AckMode,
+                 ) -> list[tuple[str, str, Handler]]:
     """(method, path under the MLflow prefix, handler) for every write this tier owns."""
 
     def simple(kind: type, call: Callable[[Any], Awaitable[dict[str, Any]]]) -> Handler:
@@ -48,8 +50,24 @@ def build_routes(service: IngestService, default_ack: AckMode) -> list[tuple[str
             return json_response(await call(rq.decode(await _body(request, limit=limit), kind), mode))
         return handler
 
-    s = service
+    def for_model(kind: type | None, call: Callable[..., Awaitable[dict[str, Any]]]) -> Handler:
+        async def handler(request: web.Request) -> web.Response:
+            args: list[Any] = [request.match_info["model_id"]]
+            if "tag_key" in request.match_info:
+                args.append(request.match_info["tag_key"])
+            if kind is not None:
+                args.append(rq.decode(await _body(request), kind))
+            return json_response(await call(*args))
+        return handler
+
+    s, m = service, models
     return [
+        ("POST", "/logged-models", simple(rq.CreateLoggedModel, m.create)),
+        ("PATCH", "/logged-models/{model_id}", for_model(rq.FinalizeLoggedModel, m.finalize)),
+        ("DELETE", "/logged-models/{model_id}", for_model(None, m.delete)),
+        ("PATCH", "/logged-models/{model_id}/tags", for_model(rq.SetLoggedModelTags, m.set_tags)),
+        ("DELETE", "/logged-models/{model_id}/tags/{tag_key}", for_model(None, m.delete_tag)),
+        ("POST", "/logged-models/{model_id}/params", for_model(rq.LogLoggedModelParams, m.log_params)),
         ("POST", "/experiments/create", simple(rq.CreateExperiment, s.create_experiment)),
         ("POST", "/experiments/update", simple(rq.UpdateExperiment, s.rename_experiment)),
         ("POST", "/experiments/delete", simple(rq.ExperimentId, s.delete_experiment)),
@@ -70,7 +88,8 @@ def build_routes(service: IngestService, default_ack: AckMode) -> list[tuple[str
     ]
 
 
-def add_routes(app: web.Application, service: IngestService, default_ack: AckMode) -> None:
-    for method, path, handler in build_routes(service, default_ack):
+def add_routes(app: web.Application, service: IngestService, models: LoggedModelService,
+               default_ack: AckMode) -> None:
+    for method, path, handler in build_routes(service, models, default_ack):
         for prefix in PREFIXES:
             app.router.add_route(method, prefix + path, handler)

@@ -23,10 +23,10 @@ from typing import Any
 
 from common import events as ev
 from common import validation as v
-from common.documents import new_experiment_document, new_run_document
+from common.documents import new_experiment_document, new_logged_model_document, new_run_document
 from common.errors import INVALID_STATE, RESOURCE_ALREADY_EXISTS, MlflowError
 from common.keys import encode_key
-from common.mongo import EXPERIMENTS, METRICS, RUNS
+from common.mongo import EXPERIMENTS, LOGGED_MODELS, METRICS, RUNS
 
 RUN_NAME_TAG = "mlflow.runName"
 
@@ -60,6 +60,7 @@ class BatchState:
     experiments: dict[str, dict[str, Any]] = field(default_factory=dict)
     experiment_names: dict[str, str] = field(default_factory=dict)  # name -> id, for the names in the batch
     buckets: dict[tuple[str, str], OpenBucket] = field(default_factory=dict)  # (run_id, encoded key)
+    models: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 @dataclass
@@ -71,12 +72,15 @@ class Plan:
 
 
 @dataclass
-class _RunWork:
+class _DocWork:
+    """A run or logged-model document being changed by the batch: the working copy plus the
+    field-level changes that become its single update."""
+
     doc: dict[str, Any]
     existed: bool
     sets: dict[str, Any] = field(default_factory=dict)
     unsets: set[str] = field(default_factory=set)
-    deleted_by_experiment: bool = False
+    pushes: dict[str, list[Any]] = field(default_factory=dict)
 
     def set(self, path: str, value: Any) -> None:
         self.sets[path] = value
@@ -85,6 +89,21 @@ class _RunWork:
     def unset(self, path: str) -> None:
         self.sets.pop(path, None)
         self.unsets.add(path)
+
+    def push(self, path: str, value: Any) -> None:
+        self.pushes.setdefault(path, []).append(value)
+
+    def write(self, collection: str, key: dict[str, Any]) -> Write | None:
+        if not self.existed:
+            return Write(collection, key, replacement=self.doc)
+        update: dict[str, Any] = {}
+        if self.sets:
+            update["$set"] = self.sets
+        if self.unsets:
+            update["$unset"] = {p: "" for p in self.unsets}
+        if self.pushes:
+            update["$push"] = {p: {"$each": items} for p, items in self.pushes.items()}
+        return Write(collection, key, update=update) if update else None
 
 
 @dataclass
@@ -121,7 +140,8 @@ class _Planner:
     def __init__(self, state: BatchState, bucket_size: int):
         self.state = state
         self.bucket_size = bucket_size
-        self.runs: dict[str, _RunWork] = {}
+        self.runs: dict[str, _DocWork] = {}
+        self.models: dict[str, _DocWork] = {}
         self.buckets: dict[tuple[str, str], _BucketWork] = {}
         self.experiment_writes: list[Write] = []
         self.experiments = {k: copy.deepcopy(d) for k, d in state.experiments.items()}
@@ -131,13 +151,13 @@ class _Planner:
 
     # --- lookups ---------------------------------------------------------------------------
 
-    def run(self, run_id: str, *, active: bool = True) -> _RunWork:
+    def run(self, run_id: str, *, active: bool = True) -> _DocWork:
         work = self.runs.get(run_id)
         if work is None:
             doc = self.state.runs.get(run_id)
             if doc is None:
                 raise MlflowError.not_found(v.run_not_found_message(run_id))
-            work = _RunWork(doc=copy.deepcopy(doc), existed=True)
+            work = _DocWork(doc=copy.deepcopy(doc), existed=True)
             self.runs[run_id] = work
         if active and work.doc.get("lifecycle_stage") != "active":
             raise MlflowError.invalid(v.run_not_active_message(run_id, work.doc.get("lifecycle_stage", "deleted")))
@@ -154,6 +174,16 @@ class _Planner:
         if doc.get("lifecycle_stage") != "active":
             raise MlflowError.invalid(v.experiment_not_active_message(experiment_id, doc.get("lifecycle_stage")))
         return doc
+
+    def model(self, model_id: str) -> _DocWork:
+        work = self.models.get(model_id)
+        if work is None:
+            doc = self.state.models.get(model_id)
+            if doc is None:
+                raise MlflowError.not_found(f"Logged model with ID '{model_id}' not found.")
+            work = _DocWork(doc=copy.deepcopy(doc), existed=True)
+            self.models[model_id] = work
+        return work
 
     # --- experiments -----------------------------------------------------------------------
 
@@ -211,6 +241,62 @@ class _Planner:
             del doc["tags"][enc]
             self._exp_write(e.experiment_id, event_id, {"$unset": {f"tags.{enc}": ""}})
 
+    # --- logged models ---------------------------------------------------------------------
+
+    def apply_model(self, e: ev.ModelEvent) -> None:
+        if isinstance(e, ev.LoggedModelCreated):
+            if e.model_id in self.models or e.model_id in self.state.models:
+                return  # redelivery of an applied create
+            self.active_experiment(e.experiment_id)
+            doc = new_logged_model_document(
+                model_id=e.model_id, experiment_id=e.experiment_id, name=e.name,
+                artifact_location=e.artifact_location, creation_timestamp_ms=e.creation_timestamp_ms,
+                model_type=e.model_type, source_run_id=e.source_run_id,
+                tags=[(t.key, t.value) for t in e.tags], params=[(p.key, p.value) for p in e.params])
+            self.models[e.model_id] = _DocWork(doc=doc, existed=False)
+            return
+        work = self.model(e.model_id)
+        if isinstance(e, ev.LoggedModelFinalized):
+            for path, value in (("status", e.status), ("last_updated_timestamp_ms", e.time)):
+                work.doc[path] = value
+                work.set(path, value)
+        elif isinstance(e, ev.LoggedModelTagsSet):
+            for t in e.tags:
+                enc = encode_key(t.key)
+                work.doc.setdefault("tags", {})[enc] = t.value
+                work.set(f"tags.{enc}", t.value)
+        elif isinstance(e, ev.LoggedModelTagDeleted):
+            enc = encode_key(e.key)
+            if enc not in (work.doc.get("tags") or {}):
+                raise MlflowError.not_found(f"No tag with key {e.key!r} found for model with ID {e.model_id!r}.")
+            del work.doc["tags"][enc]
+            work.unset(f"tags.{enc}")
+        elif isinstance(e, ev.LoggedModelParamsLogged):
+            for p in e.params:
+                enc = encode_key(p.key)
+                work.doc.setdefault("params", {})[enc] = p.value
+                work.set(f"params.{enc}", p.value)
+        elif isinstance(e, ev.LoggedModelDeleted):
+            for path, value in (("lifecycle_stage", "deleted"), ("last_updated_timestamp_ms", e.time)):
+                work.doc[path] = value
+                work.set(path, value)
+
+    def _link_model_metric(self, run_id: str, m: ev.Metric, stored: float, is_nan: bool) -> None:
+        """A metric logged with a model_id also belongs to that model (MLflow 3)."""
+        try:
+            work = self.model(m.model_id or "")
+        except MlflowError:
+            return  # MLflow links only to models that exist
+        entry = {"key": m.key, "value": stored, "timestamp": m.timestamp, "step": m.step, "nan": is_nan,
+                 "run_id": run_id, "model_id": m.model_id, "dataset_name": m.dataset_name,
+                 "dataset_digest": m.dataset_digest}
+        entries = work.doc.setdefault("metrics", [])
+        if entry in entries:
+            return
+        entries.append(entry)
+        if work.existed:
+            work.push("metrics", entry)
+
     # --- runs ------------------------------------------------------------------------------
 
     def apply_run(self, e: ev.RunEvent) -> None:
@@ -222,7 +308,7 @@ class _Planner:
                 run_id=e.run_id, experiment_id=e.experiment_id, user_id=e.user_id, run_name=e.run_name,
                 start_time=e.start_time, artifact_uri=e.artifact_uri, tags=[(t.key, t.value) for t in e.tags],
             )
-            self.runs[e.run_id] = _RunWork(doc=doc, existed=False)
+            self.runs[e.run_id] = _DocWork(doc=doc, existed=False)
         elif isinstance(e, ev.RunDataLogged):
             self.log_data(e)
         elif isinstance(e, ev.RunUpdated):
@@ -262,14 +348,14 @@ class _Planner:
                     outputs.append(entry)
             work.set("model_outputs", outputs)
 
-    def _set_run_name(self, work: _RunWork, name: str) -> None:
+    def _set_run_name(self, work: _DocWork, name: str) -> None:
         work.doc["run_name"] = name
         work.set("run_name", name)
         enc = encode_key(RUN_NAME_TAG)
         work.doc.setdefault("tags", {})[enc] = name
         work.set(f"tags.{enc}", name)
 
-    def _log_inputs(self, work: _RunWork, e: ev.RunInputsLogged) -> None:
+    def _log_inputs(self, work: _DocWork, e: ev.RunInputsLogged) -> None:
         if e.datasets:
             datasets = work.doc.setdefault("dataset_inputs", [])
             known = {(d["dataset"]["name"], d["dataset"]["digest"]) for d in datasets}
@@ -330,11 +416,13 @@ class _Planner:
             self.buckets[key] = work
         return work
 
-    def _log_metrics(self, work: _RunWork, run_id: str, metrics: Iterable[ev.Metric]) -> None:
+    def _log_metrics(self, work: _DocWork, run_id: str, metrics: Iterable[ev.Metric]) -> None:
         latest = work.doc.setdefault("metrics", {})
         for m in metrics:
             enc = encode_key(m.key)
             point, stored, is_nan = to_point(m)
+            if m.model_id:
+                self._link_model_metric(run_id, m, stored, is_nan)
             bucket = self._bucket(run_id, enc)
             pk = point_key(point)
             if pk in bucket.seen:
@@ -379,16 +467,13 @@ class _Planner:
                 if run.existed:
                     run.set(f"mb.{enc}", mb)
         for run_id, run in self.runs.items():
-            key = {"_id": run_id, "experiment_id": run.doc["experiment_id"]}
-            if not run.existed:
-                out.append(Write(RUNS, key, replacement=run.doc))
-            elif run.sets or run.unsets:
-                update: dict[str, Any] = {}
-                if run.sets:
-                    update["$set"] = run.sets
-                if run.unsets:
-                    update["$unset"] = {p: "" for p in run.unsets}
-                out.append(Write(RUNS, key, update=update))
+            write = run.write(RUNS, {"_id": run_id, "experiment_id": run.doc["experiment_id"]})
+            if write is not None:
+                out.append(write)
+        for model_id, model in self.models.items():
+            write = model.write(LOGGED_MODELS, {"_id": model_id})
+            if write is not None:
+                out.append(write)
         return out
 
 
@@ -404,6 +489,8 @@ def plan_batch(envelopes: list[ev.Envelope], state: BatchState, bucket_size: int
         try:
             if isinstance(event, ev.EXPERIMENT_EVENTS):
                 planner.apply_experiment(event, env.id)  # type: ignore[arg-type]
+            elif isinstance(event, ev.MODEL_EVENTS):
+                planner.apply_model(event)  # type: ignore[arg-type]
             else:
                 planner.apply_run(event)  # type: ignore[arg-type]
             outcomes[env.id] = None

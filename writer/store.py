@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
+from dataclasses import dataclass, field
 from typing import Any
 
 from pymongo import ReplaceOne, UpdateMany, UpdateOne
@@ -22,7 +23,7 @@ from pymongo.errors import (
 from common import events as ev
 from common.errors import RESOURCE_ALREADY_EXISTS, MlflowError
 from common.keys import encode_key
-from common.mongo import EXPERIMENTS, METRICS, RUNS
+from common.mongo import EXPERIMENTS, LOGGED_MODELS, METRICS, RUNS
 from writer.plan import BatchState, OpenBucket, Plan, Write, point_key
 
 log = logging.getLogger(__name__)
@@ -40,13 +41,26 @@ class StoreRejected(Exception):
     """MongoDB refused a write for good (e.g. a document too large): isolate the poison event."""
 
 
-def _batch_keys(envelopes: list[ev.Envelope]) -> tuple[set[str], set[str], set[str], dict[tuple[str, str], tuple[int, int]]]:
-    run_ids: set[str] = set()
-    exp_ids: set[str] = set()
-    names: set[str] = set()
-    metric_times: dict[tuple[str, str], tuple[int, int]] = {}
+@dataclass
+class _Keys:
+    run_ids: set[str] = field(default_factory=set)
+    exp_ids: set[str] = field(default_factory=set)
+    names: set[str] = field(default_factory=set)
+    model_ids: set[str] = field(default_factory=set)
+    metric_times: dict[tuple[str, str], tuple[int, int]] = field(default_factory=dict)
+
+
+def _batch_keys(envelopes: list[ev.Envelope]) -> _Keys:
+    keys = _Keys()
+    run_ids, exp_ids, names, model_ids, metric_times = (
+        keys.run_ids, keys.exp_ids, keys.names, keys.model_ids, keys.metric_times)
     for env in envelopes:
         e = env.event
+        if isinstance(e, ev.MODEL_EVENTS):
+            model_ids.add(e.model_id)
+            if isinstance(e, ev.LoggedModelCreated):
+                exp_ids.add(e.experiment_id)
+            continue
         if isinstance(e, ev.EXPERIMENT_EVENTS):
             exp_ids.add(e.experiment_id)
             if isinstance(e, ev.ExperimentCreated):
@@ -59,17 +73,23 @@ def _batch_keys(envelopes: list[ev.Envelope]) -> tuple[set[str], set[str], set[s
             exp_ids.add(e.experiment_id)
         elif isinstance(e, ev.RunDataLogged):
             for m in e.metrics:
+                if m.model_id:
+                    model_ids.add(m.model_id)
                 k = (e.run_id, encode_key(m.key))
                 lo, hi = metric_times.get(k, (m.timestamp, m.timestamp))
                 metric_times[k] = (min(lo, m.timestamp), max(hi, m.timestamp))
-    return run_ids, exp_ids, names, metric_times
+    return keys
 
 
 async def load_state(db: AsyncDatabase, envelopes: list[ev.Envelope]) -> BatchState:
-    """Everything `plan_batch` needs, in at most four queries (more only for huge batches)."""
-    run_ids, exp_ids, names, metric_times = _batch_keys(envelopes)
+    """Everything `plan_batch` needs, in at most five queries (more only for huge batches)."""
+    keys = _batch_keys(envelopes)
+    run_ids, exp_ids, names, metric_times = keys.run_ids, keys.exp_ids, keys.names, keys.metric_times
     state = BatchState()
     try:
+        if keys.model_ids:
+            async for doc in db[LOGGED_MODELS].find({"_id": {"$in": list(keys.model_ids)}}):
+                state.models[doc["_id"]] = doc
         if run_ids:
             async for doc in db[RUNS].find({"_id": {"$in": list(run_ids)}}):
                 state.runs[doc["_id"]] = doc

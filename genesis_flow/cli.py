@@ -49,6 +49,14 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--ack-mode", choices=("committed", "enqueued"), default=None, help="GENESIS_FLOW_ACK_MODE")
             p.add_argument("--artifact-root", default=None, help="GENESIS_FLOW_ARTIFACT_ROOT")
 
+    p = sub.add_parser("query", help="serve the read endpoints from MongoDB")
+    _add_server_flags(p)
+
+    p = sub.add_parser("standalone", help="every tier in one process with embedded storage")
+    p.add_argument("--host", default=None)
+    p.add_argument("--port", type=int, default=None)
+    p.add_argument("--data-dir", default="./genesis-data", help="embedded database and artifacts")
+
     p = sub.add_parser("init-db", help="create indexes and the Default experiment; shard on a mongos")
     p.add_argument("--mongodb-uri", default=None)
     p.add_argument("--mongodb-db", default=None)
@@ -64,7 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _settings(tier: str, args: argparse.Namespace) -> Settings:
-    overrides = {k: v for k, v in vars(args).items() if k not in ("command", "dlq_command", "limit")}
+    overrides = {k: v for k, v in vars(args).items() if k not in ("command", "dlq_command", "limit", "data_dir")}
     return load_settings(tier, **overrides)
 
 
@@ -143,6 +151,18 @@ async def run_writer(settings: Settings) -> None:
         await serve(create_app(settings, deps), settings.host, settings.port, "genesis-flow writer")
 
 
+async def run_query(settings: Settings) -> None:
+    from prometheus_client import CollectorRegistry
+
+    from common.telemetry import setup_tracing
+    from query.app import QueryDeps, create_app
+
+    setup_tracing("genesis-flow-query")
+    async with mongo(settings, "genesis-flow-query") as client:
+        deps = QueryDeps(client[settings.mongodb_db], CollectorRegistry())
+        await serve(create_app(settings, deps), settings.host, settings.port, "genesis-flow query")
+
+
 async def run_init_db(settings: Settings) -> None:
     from common.mongo import init_db
 
@@ -159,6 +179,14 @@ def main(argv: list[str] | None = None) -> int:
         return _run(lambda: run_ingest(settings))
     if command == "writer":
         return _run(lambda: run_writer(settings))
+    if command == "query":
+        return _run(lambda: run_query(settings))
+    if command == "standalone":
+        from pathlib import Path
+
+        from genesis_flow.standalone import run_standalone
+
+        return _run(lambda: run_standalone(settings, Path(args.data_dir)))
     if command == "init-db":
         return _run(lambda: run_init_db(settings))
     if command == "dlq":

@@ -19,10 +19,27 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tests.services import Services, free_port, unique_name
+from tests.services import Services, free_port, start_nginx, unique_name
 
 REPO = Path(__file__).resolve().parent.parent
-MODULE = {"ingest": "ingest", "writer": "writer", "query": "query"}
+ROUTER_TEMPLATE = REPO / "compose" / "nginx" / "genesis-flow.conf.template"
+
+
+def _command(tier: str, port: int, workdir: Path) -> list[str]:
+    if tier == "standalone":
+        return [sys.executable, "-m", "genesis_flow.cli", "standalone", "--port", str(port),
+                "--data-dir", str(workdir / "standalone-data")]
+    return [sys.executable, "-m", tier, "--port", str(port)]
+
+
+def router_config(listen_port: str, ingest: list[str], query: list[str]) -> str:
+    """The shipped router template, filled in the way the nginx image's envsubst does."""
+    snippet = ROUTER_TEMPLATE.read_text()
+    for name, value in (("GENESIS_LISTEN", listen_port),
+                        ("GENESIS_INGEST_SERVERS", " ".join(f"server {a};" for a in ingest)),
+                        ("GENESIS_QUERY_SERVERS", " ".join(f"server {a};" for a in query))):
+        snippet = snippet.replace("${" + name + "}", value)
+    return "worker_processes 1;\nevents { worker_connections 1024; }\nhttp {\n" + snippet + "\n}\n"
 
 
 @dataclass
@@ -33,6 +50,7 @@ class Stack:
     workdir: Path
     ports: dict[str, int] = field(default_factory=dict)
     procs: dict[str, subprocess.Popen] = field(default_factory=dict)
+    _stop_router: object = None
 
     @property
     def db_name(self) -> str:
@@ -49,8 +67,7 @@ class Stack:
         port = self.ports.setdefault(tier, free_port())
         log = open(self.workdir / f"{tier}.log", "ab")
         self.procs[tier] = subprocess.Popen(
-            [sys.executable, "-m", MODULE[tier], "--port", str(port)],
-            cwd=REPO, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+            _command(tier, port, self.workdir), cwd=REPO, env=self.env, stdout=log, stderr=subprocess.STDOUT,
         )
         if wait_ready:
             self.wait_ready(tier, timeout)
@@ -86,7 +103,18 @@ class Stack:
             return "(no log)"
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
 
+    def start_router(self) -> str:
+        """nginx with the shipped config in front of this stack's ingest and query."""
+        conf = router_config("127.0.0.1:{{LISTEN_PORT}}", [f"127.0.0.1:{self.ports['ingest']}"],
+                             [f"127.0.0.1:{self.ports['query']}"])
+        port, stop = start_nginx(conf)
+        self.ports["router"] = port
+        self._stop_router = stop
+        return self.url("router")
+
     def stop(self) -> None:
+        if self._stop_router is not None:
+            self._stop_router()
         for tier in list(self.procs):
             self.kill(tier, signal.SIGTERM)
         asyncio.run(_cleanup(self))

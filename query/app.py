@@ -1,0 +1,46 @@
+"""The query tier: `create_app(settings, deps)` wires the read endpoints to MongoDB;
+`install(app, settings, deps)` adds them to an app another process composes (standalone)."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import web
+from prometheus_client import CollectorRegistry
+from pymongo.asynchronous.database import AsyncDatabase
+
+from common.settings import Settings
+from common.web import HttpMetrics, add_ops_routes, mlflow_middleware, run_checks
+from query.routes import add_routes
+
+Probes = dict[str, Callable[[], Awaitable[Any]]]
+
+
+@dataclass
+class QueryDeps:
+    db: AsyncDatabase
+    registry: CollectorRegistry
+
+
+def install(app: web.Application, settings: Settings, deps: QueryDeps) -> Probes:
+    """Add the read routes to `app`; return the readiness probes. The tier only reads, so it has
+    no lifecycle of its own (init-db / ingest create the Default experiment and the indexes)."""
+    add_routes(app, deps.db)
+
+    async def ping() -> None:
+        await deps.db.command("ping")
+
+    return {"mongodb": ping}
+
+
+def create_app(settings: Settings, deps: QueryDeps) -> web.Application:
+    app = web.Application(middlewares=[mlflow_middleware(HttpMetrics(deps.registry, "query"))])
+    probes = install(app, settings, deps)
+
+    async def ready() -> dict[str, str]:
+        return await run_checks(probes)
+
+    add_ops_routes(app, deps.registry, ready)
+    return app

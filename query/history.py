@@ -1,0 +1,187 @@
+"""Metric history from buckets: `get-history` (paged) and `get-history-bulk-interval` (sampled).
+
+A bucket (see `writer/plan.py`) holds up to `metric_bucket_size` points `[step, timestamp,
+value (None = NaN), {extras}?]` of one (run, key) with its time range `t0..t1`. History is read
+with one query per request:
+
+* get-history orders points by (timestamp, step, value), like the SQL store, which stores NaN as
+  value 0 (and is_nan breaks the remaining tie). Buckets arrive in `t0` order and reading stops as
+  soon as no later bucket can hold a point of this page, so a page costs about one page of points,
+  not the whole history. The page token is a keyset cursor (the last point's sort key); the next
+  page only asks for buckets that reach past it (`t1 >= cursor timestamp`).
+* bulk-interval samples each run's points like the SQL store's NTILE query: up to `max_results`
+  evenly spaced points in (step, timestamp, value) order, always ending with the last one.
+
+A run without the metric, or with no such run, has an empty history (the SQL store does not
+check that the run exists here).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+from typing import Any
+
+from pymongo.asynchronous.database import AsyncDatabase
+
+from common.documents import metric_point
+from common.errors import MlflowError
+from common.keys import encode_key
+from common.mongo import METRICS
+from query import requests as rq
+from query.paging import decode_token, encode_token, fingerprint
+
+Point = list[Any]
+SortKey = tuple[int, int, float, bool]
+
+_API_DOCS = " See the API docs for more information about request parameters."
+
+
+def time_order(p: Point) -> SortKey:
+    """get-history's order: (timestamp, step, value with NaN as 0, is_nan)."""
+    return (p[1], p[0], 0.0 if p[2] is None else p[2], p[2] is None)
+
+
+def step_order(p: Point) -> SortKey:
+    """bulk-interval's order: (step, timestamp, value with NaN as 0, is_nan)."""
+    return (p[0], p[1], 0.0 if p[2] is None else p[2], p[2] is None)
+
+
+class PageCollector:
+    """Collects the first `limit` points after a cursor from buckets fed in `t0` order.
+
+    It keeps at most about twice the page in memory, and once it holds more than a page it knows
+    a timestamp bound: a bucket starting after it cannot contribute, and neither can any later one.
+    """
+
+    def __init__(self, after: SortKey | None, limit: int | None):
+        self.after = after
+        self.limit = limit
+        self.points: list[Point] = []
+        self.bound: int | None = None
+        self._trim_at = None if limit is None else limit + 1
+
+    def wants(self, bucket_t0: int) -> bool:
+        return self.bound is None or bucket_t0 <= self.bound
+
+    def add(self, points: Iterable[Point]) -> None:
+        after = self.after
+        self.points.extend(p for p in points if after is None or time_order(p) > after)
+        if self._trim_at is not None and len(self.points) >= self._trim_at:
+            self._trim()
+
+    def _trim(self) -> None:
+        assert self.limit is not None
+        keep = self.limit + 1  # one more than the page says whether another page follows
+        self.points.sort(key=time_order)
+        del self.points[keep:]
+        self.bound = self.points[-1][1]
+        self._trim_at = 2 * keep  # amortise: sort again only after another page worth of points
+
+    def page(self) -> tuple[list[Point], bool]:
+        """(points of the page in order, whether more follow)."""
+        self.points.sort(key=time_order)
+        if self.limit is None or len(self.points) <= self.limit:
+            return self.points, False
+        return self.points[:self.limit], True
+
+
+def _cursor(token: str | None, search: str) -> SortKey | None:
+    values = decode_token(token, search, 4)
+    if values is None:
+        return None
+    t, s, v, nan = values
+    if not (isinstance(t, int) and isinstance(s, int) and isinstance(v, (int, float)) and isinstance(nan, bool)) \
+            or isinstance(t, bool) or isinstance(s, bool) or isinstance(v, bool):
+        raise MlflowError.invalid("Invalid page token: not a token issued by this server")
+    return (t, s, float(v), nan)
+
+
+def _check_page_size(max_results: int | None) -> None:
+    if max_results is not None and max_results <= 0:
+        raise MlflowError.invalid(
+            f"Invalid value {max_results} for parameter 'max_results' supplied. It must be a positive integer."
+        )
+
+
+async def get_metric_history(db: AsyncDatabase, req: rq.GetMetricHistory) -> dict[str, Any]:
+    run_id, key = req.id, req.metric_key or ""
+    _check_page_size(req.max_results)
+    search = fingerprint("history", run_id, key)
+    after = _cursor(req.page_token, search)
+    query: dict[str, Any] = {"run_id": run_id, "key": encode_key(key)}
+    if after is not None:
+        query["t1"] = {"$gte": after[0]}
+    collector = PageCollector(after, req.max_results)
+    # allow_disk_use: without an index on (run_id, key, t0) a huge history is a blocking sort
+    cursor = db[METRICS].find(query, {"_id": 0, "t0": 1, "p": 1}, sort=[("t0", 1)], allow_disk_use=True)
+    try:
+        async for bucket in cursor:
+            if not collector.wants(bucket.get("t0", 0)):
+                break
+            collector.add(bucket.get("p") or ())
+    finally:
+        await cursor.close()
+    points, more = collector.page()
+    out: dict[str, Any] = {}
+    if points:
+        out["metrics"] = [metric_point(key, p) for p in points]
+    if more:
+        out["next_page_token"] = encode_token(search, list(time_order(points[-1])))
+    return out
+
+
+# --- bulk interval -----------------------------------------------------------------------------
+
+
+def sample_points(points: list[Point], max_results: int) -> list[Point]:
+    """The first point of each of `max_results` NTILE groups over `points` (already in step order),
+    with the last point kept (replacing the last sample when the sample is full)."""
+    total = len(points)
+    if total <= max_results:
+        return list(points)
+    size, rest = divmod(total, max_results)
+    chosen = [points[g * size + min(g, rest)] for g in range(max_results)]
+    if chosen[-1] is not points[-1]:
+        chosen[-1] = points[-1]
+    return chosen
+
+
+def bulk_interval_window(req: rq.GetMetricHistoryBulkInterval) -> tuple[int, int | None, int | None]:
+    """(max_results, start_step, end_step), checked with the reference handler's messages."""
+    if len(req.run_ids) > rq.MAX_RUNS_GET_METRIC_HISTORY_BULK:
+        raise MlflowError.invalid(
+            f"GetMetricHistoryBulkInterval request must specify at most {rq.MAX_RUNS_GET_METRIC_HISTORY_BULK}"
+            f" run_ids. Received {len(req.run_ids)} run_ids." + _API_DOCS
+        )
+    max_results = rq.MAX_RESULTS_PER_RUN if req.max_results is None else req.max_results
+    if not 1 <= max_results <= rq.MAX_RESULTS_PER_RUN:
+        raise MlflowError.invalid(f"max_results must be between 1 and {rq.MAX_RESULTS_PER_RUN}." + _API_DOCS)
+    start, end = req.start_step, req.end_step
+    if (start is None) != (end is None):
+        raise MlflowError.invalid("If either start step or end step are specified, both must be specified.")
+    if start is not None and end is not None and start > end:
+        raise MlflowError.invalid(
+            f"end_step must be greater than start_step. Found start_step={start} and end_step={end}."
+        )
+    return max_results, start, end
+
+
+async def get_metric_history_bulk_interval(db: AsyncDatabase, req: rq.GetMetricHistoryBulkInterval) -> dict[str, Any]:
+    max_results, start, end = bulk_interval_window(req)
+    key = req.metric_key or ""
+    query: dict[str, Any] = {"run_id": {"$in": sorted(set(req.run_ids))}, "key": encode_key(key)}
+    if start is not None:
+        query["s1"] = {"$gte": start}
+        query["s0"] = {"$lte": end}
+    by_run: dict[str, list[Point]] = defaultdict(list)
+    async for bucket in db[METRICS].find(query, {"_id": 0, "run_id": 1, "p": 1}):
+        points = bucket.get("p") or ()
+        if start is not None:
+            points = [p for p in points if start <= p[0] <= end]  # type: ignore[operator]
+        by_run[bucket["run_id"]].extend(points)
+    metrics: list[dict[str, Any]] = []
+    for run_id in req.run_ids:  # request order, as the SQL store loops over them
+        points = sorted(by_run.get(run_id, ()), key=step_order)
+        metrics.extend(metric_point(key, p, run_id=run_id) for p in sample_points(points, max_results))
+    return {"metrics": metrics} if metrics else {}

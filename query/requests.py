@@ -1,0 +1,167 @@
+"""Request messages of the read endpoints: one msgspec Struct each, plus the handler schema the
+reference server asserts (`mlflow/server/handlers.py`).
+
+Like MLflow's `_get_request_message`, a GET with query parameters is read from the query string
+(fields declared as lists take every repeated value), anything else from the JSON body.
+"""
+
+from __future__ import annotations
+
+import typing
+from collections.abc import Mapping
+from typing import Annotated, Any, TypeVar
+
+import msgspec
+from multidict import MultiMapping
+
+from common import validation as v
+from common.errors import MlflowError
+
+T = TypeVar("T")
+
+_json = msgspec.json.Decoder()
+
+SEARCH_MAX_RESULTS_DEFAULT = 1000
+SEARCH_MAX_RESULTS_THRESHOLD = 50000
+MAX_RUNS_GET_METRIC_HISTORY_BULK = 100
+MAX_RESULTS_PER_RUN = 2500
+
+# Integers end up in MongoDB queries, and BSON integers are 64-bit.
+Int64 = Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1)]
+
+ACTIVE_ONLY, DELETED_ONLY, ALL = 1, 2, 3
+_VIEW_TYPES = {"ACTIVE_ONLY": ACTIVE_ONLY, "DELETED_ONLY": DELETED_ONLY, "ALL": ALL}
+_STAGES = {ACTIVE_ONLY: ["active"], DELETED_ONLY: ["deleted"], ALL: ["active", "deleted"]}
+
+
+class GetExperiment(msgspec.Struct):
+    experiment_id: str = ""
+
+
+class GetExperimentByName(msgspec.Struct):
+    experiment_name: str = ""
+
+
+class SearchExperiments(msgspec.Struct):
+    max_results: Int64 | None = None
+    page_token: str | None = None
+    filter: str | None = None
+    order_by: list[str] = []
+    view_type: str | int | None = None
+
+
+class GetRun(msgspec.Struct):
+    run_id: str | None = None
+    run_uuid: str | None = None
+
+    @property
+    def id(self) -> str:
+        return self.run_id or self.run_uuid or ""
+
+
+class SearchRuns(msgspec.Struct):
+    experiment_ids: list[str | int] = []
+    filter: str | None = None
+    run_view_type: str | int | None = None
+    max_results: Int64 | None = None
+    order_by: list[str] = []
+    page_token: str | None = None
+
+
+class GetMetricHistory(GetRun):
+    metric_key: str | None = None
+    page_token: str | None = None
+    max_results: Int64 | None = None
+
+
+class GetMetricHistoryBulkInterval(msgspec.Struct):
+    run_ids: list[str] = []
+    metric_key: str | None = None
+    start_step: Int64 | None = None
+    end_step: Int64 | None = None
+    max_results: Int64 | None = None
+
+
+def _all_strings(x: Any) -> bool:
+    return isinstance(x, list) and all(isinstance(i, str) for i in x)
+
+
+def _at_most_50000(x: Any) -> bool:
+    return int(x) <= SEARCH_MAX_RESULTS_THRESHOLD
+
+
+R, S, I, A = v.REQUIRED, v.STRING, v.INTLIKE, v.ARRAY
+
+SCHEMAS: dict[type, v.Schema] = {
+    GetExperiment: {"experiment_id": (R, S)},
+    GetExperimentByName: {"experiment_name": (R, S)},
+    SearchExperiments: {"max_results": (I,), "order_by": (A,), "filter": (S,), "page_token": (S,)},
+    GetRun: {"run_id": (R, S)},
+    SearchRuns: {"experiment_ids": (A,), "filter": (S,), "max_results": (I, _at_most_50000),
+                 "order_by": (A, _all_strings)},
+    GetMetricHistory: {"run_id": (R, S), "metric_key": (R, S), "page_token": (S,), "max_results": (I,)},
+    GetMetricHistoryBulkInterval: {"run_ids": (R, A, _all_strings), "metric_key": (R, S),
+                                   "start_step": (I,), "end_step": (I,), "max_results": (I,)},
+}
+
+
+def _list_fields(kind: type) -> set[str]:
+    hints = typing.get_type_hints(kind)
+    return {name for name in kind.__struct_fields__ if typing.get_origin(hints[name]) is list}
+
+
+def query_params(kind: type, query: MultiMapping[str]) -> dict[str, Any]:
+    """Query string -> request dict; list fields get every repeated value."""
+    lists = _list_fields(kind)
+    out: dict[str, Any] = {}
+    for name in kind.__struct_fields__:
+        if name in query:
+            out[name] = query.getall(name) if name in lists else query.get(name)
+    return out
+
+
+def parse_json_body(raw: bytes) -> dict[str, Any]:
+    """The reference server treats an empty or unparsable body as `{}`."""
+    if not raw.strip():
+        return {}
+    try:
+        body = _json.decode(raw)
+        if isinstance(body, str):  # legacy clients double-encode
+            body = _json.decode(body)
+    except msgspec.DecodeError:
+        return {}
+    if not isinstance(body, dict):
+        raise MlflowError.invalid(f"Malformed request body: expected a JSON object, got {type(body).__name__}.")
+    return body
+
+
+def decode(body: Mapping[str, Any], kind: type[T]) -> T:
+    """Check the handler schema, then decode into `kind` (proto-JSON leniency: "5" is an int)."""
+    v.check_fields(body, SCHEMAS[kind])
+    try:
+        return msgspec.convert(dict(body), kind, strict=False)
+    except msgspec.ValidationError as exc:
+        message, _, where = str(exc).partition(" - at `")
+        path = where.rstrip("`").removeprefix("$.").removeprefix("$")
+        if path:
+            raise MlflowError.invalid(f"Invalid value for parameter '{path}' supplied: {message}.") from None
+        raise MlflowError.invalid(f"Invalid request: {message}.") from None
+
+
+def view_stages(view_type: str | int | None) -> list[str]:
+    """Lifecycle stages of a ViewType. Like the reference server, a value it cannot parse leaves
+    the default (ACTIVE_ONLY) in place."""
+    if isinstance(view_type, str):
+        view_type = _VIEW_TYPES.get(view_type.upper(), int(view_type) if view_type.isdigit() else ACTIVE_ONLY)
+    return _STAGES.get(view_type or ACTIVE_ONLY, _STAGES[ACTIVE_ONLY])
+
+
+def max_results(value: int | None, default: int, *, limit: int = SEARCH_MAX_RESULTS_THRESHOLD) -> int:
+    """The store's `_validate_max_results_param`, with MLflow's messages."""
+    if value is None:
+        return default
+    if value < 1:
+        raise MlflowError.invalid(f"Invalid value {value} for parameter 'max_results' supplied. It must be a positive integer")
+    if value > limit:
+        raise MlflowError.invalid(f"Invalid value {value} for parameter 'max_results' supplied. It must be at most {limit}")
+    return value

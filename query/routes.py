@@ -1,0 +1,91 @@
+"""The read endpoints: parse the request message, call the logic, answer JSON. Nothing else."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+from aiohttp import web
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import ConnectionFailure, ExecutionTimeout
+
+from common.errors import MlflowError
+from common.web import json_response
+from query import experiments, history, runs
+from query import requests as rq
+from query.server_info import MLFLOW_VERSION, server_info
+
+PREFIXES = ("/api/2.0/mlflow", "/ajax-api/2.0/mlflow")
+V3_PREFIXES = ("/api/3.0/mlflow", "/ajax-api/3.0/mlflow")
+
+T = TypeVar("T")
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+async def request_message(request: web.Request, kind: type[T]) -> T:
+    """MLflow's `_get_request_message`: a GET with a query string reads it, else the JSON body."""
+    if request.method == "GET" and request.query:
+        body: dict[str, Any] = rq.query_params(kind, request.query)
+    else:
+        body = rq.parse_json_body(await request.read())
+    return rq.decode(body, kind)
+
+
+# Dependency outages the client should retry (it retries 503 with backoff), not crashes.
+MONGO_UNAVAILABLE = (ConnectionFailure, ExecutionTimeout)
+
+
+def outage_as_503(handler: Handler) -> Handler:
+    """MongoDB unreachable or timed out -> 503 TEMPORARILY_UNAVAILABLE with Retry-After."""
+
+    async def wrapped(request: web.Request) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except MONGO_UNAVAILABLE as exc:
+            raise MlflowError.unavailable(f"The metadata store is unavailable, retry later ({type(exc).__name__}).") from exc
+
+    return wrapped
+
+
+def build_routes(db: AsyncDatabase) -> list[tuple[str, str, Handler]]:
+    """(method, path under the MLflow prefix, handler) for every read this tier owns."""
+
+    def endpoint(kind: type[T], call: Callable[[T], Awaitable[dict[str, Any]]]) -> Handler:
+        async def handler(request: web.Request) -> web.Response:
+            return json_response(await call(await request_message(request, kind)))
+        return handler
+
+    get_experiment = endpoint(rq.GetExperiment, lambda m: experiments.get_experiment(db, m.experiment_id))
+    get_by_name = endpoint(rq.GetExperimentByName, lambda m: experiments.get_experiment_by_name(db, m.experiment_name))
+    search_experiments = endpoint(rq.SearchExperiments, lambda m: experiments.search_experiments(db, m))
+    get_run = endpoint(rq.GetRun, lambda m: runs.get_run(db, m.id))
+    search_runs = endpoint(rq.SearchRuns, lambda m: runs.search_runs(db, m))
+    get_history = endpoint(rq.GetMetricHistory, lambda m: history.get_metric_history(db, m))
+    bulk_interval = endpoint(rq.GetMetricHistoryBulkInterval, lambda m: history.get_metric_history_bulk_interval(db, m))
+    return [
+        ("GET", "/experiments/get", get_experiment),
+        ("GET", "/experiments/get-by-name", get_by_name),
+        ("GET", "/experiments/search", search_experiments),
+        ("POST", "/experiments/search", search_experiments),
+        ("GET", "/runs/get", get_run),
+        ("POST", "/runs/search", search_runs),
+        ("GET", "/metrics/get-history", get_history),
+        ("GET", "/metrics/get-history-bulk-interval", bulk_interval),
+    ]
+
+
+async def version(_: web.Request) -> web.Response:
+    return web.Response(text=MLFLOW_VERSION)
+
+
+async def get_server_info(_: web.Request) -> web.Response:
+    return json_response(server_info())
+
+
+def add_routes(app: web.Application, db: AsyncDatabase) -> None:
+    for method, path, handler in build_routes(db):
+        for prefix in PREFIXES:
+            app.router.add_route(method, prefix + path, outage_as_503(handler))
+    for prefix in V3_PREFIXES:
+        app.router.add_get(prefix + "/server-info", get_server_info)
+    app.router.add_get("/version", version)

@@ -13,6 +13,8 @@ import msgspec
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 
+from pymongo.errors import ConnectionFailure, ExecutionTimeout
+
 from common.errors import INTERNAL_ERROR, MlflowError
 
 log = logging.getLogger(__name__)
@@ -51,7 +53,8 @@ class HttpMetrics:
 
 
 def mlflow_middleware(metrics: HttpMetrics):
-    """MlflowError -> its JSON body and status; unknown routes -> bare 404; crashes -> 500 JSON."""
+    """MlflowError -> its JSON body and status; unknown routes -> bare 404; MongoDB unreachable or
+    timing out -> 503 with Retry-After (the client retries it); crashes -> 500 JSON."""
 
     @web.middleware
     async def middleware(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]):
@@ -65,7 +68,10 @@ def mlflow_middleware(metrics: HttpMetrics):
         except web.HTTPNotFound:
             response = web.Response(status=404)  # the client reads a bare 404 as "endpoint not found"
         except web.HTTPException as exc:
-            response = exc  # type: ignore[assignment]
+            response = web.Response(status=exc.status, text=exc.text, headers=exc.headers)
+        except (ConnectionFailure, ExecutionTimeout) as exc:
+            response = error_response(MlflowError.unavailable(
+                f"The metadata store is unavailable, retry later ({type(exc).__name__})."))
         except (asyncio.CancelledError, ConnectionResetError):
             raise
         except Exception:

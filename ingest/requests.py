@@ -3,17 +3,16 @@ the reference server asserts before decoding (`mlflow/server/handlers.py`)."""
 
 from __future__ import annotations
 
-import re
 from typing import Any, TypeVar
 
 import msgspec
 
 from common import validation as v
-from common.errors import MlflowError
+from common.requests import decode_message, parse_json_body
+
+__all__ = ["decode", "parse_json_body"]
 
 T = TypeVar("T")
-
-_json = msgspec.json.Decoder()
 
 
 class KeyValue(msgspec.Struct):
@@ -191,42 +190,11 @@ SCHEMAS: dict[type, v.Schema] = {
     LogLoggedModelParams: {"params": (A,)},
 }
 
-_PATH_RE = re.compile(r"^\$\.?")
-
-
-def parse_json_body(raw: bytes) -> dict[str, Any]:
-    """The reference server treats an unparsable body as `{}` (then reports missing fields)."""
-    if not raw.strip():
-        return {}
-    try:
-        body = _json.decode(raw)
-    except msgspec.DecodeError:
-        return {}
-    if isinstance(body, str):  # legacy clients double-encode
-        try:
-            body = _json.decode(body)
-        except msgspec.DecodeError:
-            return {}
-    if not isinstance(body, dict):
-        raise MlflowError.invalid(f"Malformed request body: expected a JSON object, got {type(body).__name__}.")
-    return body
-
-
 def decode(body: dict[str, Any], kind: type[T]) -> T:
-    """Check the handler schema, then decode into `kind` (proto-JSON leniency: "5" is an int)."""
-    v.check_fields(body, SCHEMAS[kind])
+    """Check the handler schema (and log-batch's per-item fields), then decode into `kind`."""
     if kind is LogBatch:
+        v.check_fields(body, SCHEMAS[kind])
         v.check_required_keys(body.get("metrics") or [], "metrics", ("key", "value", "timestamp"))
         v.check_required_keys(body.get("params") or [], "params", ("key",))
         v.check_required_keys(body.get("tags") or [], "tags", ("key",))
-    try:
-        return msgspec.convert(body, kind, strict=False)
-    except msgspec.ValidationError as exc:
-        message = str(exc)
-        path = ""
-        if " - at `" in message:
-            message, _, where = message.partition(" - at `")
-            path = _PATH_RE.sub("", where.rstrip("`"))
-        if path:
-            raise MlflowError.invalid(f"Invalid value for parameter '{path}' supplied: {message}.") from None
-        raise MlflowError.invalid(f"Invalid request body: {message}.") from None
+    return decode_message(body, kind, SCHEMAS[kind])

@@ -16,10 +16,12 @@ from multidict import MultiMapping
 
 from common import validation as v
 from common.errors import MlflowError
+from common.requests import decode_message, parse_json_body
+
+__all__ = ["decode", "parse_json_body", "query_params"]
 
 T = TypeVar("T")
 
-_json = msgspec.json.Decoder()
 
 SEARCH_MAX_RESULTS_DEFAULT = 1000
 SEARCH_MAX_RESULTS_THRESHOLD = 50000
@@ -120,32 +122,8 @@ def query_params(kind: type, query: MultiMapping[str]) -> dict[str, Any]:
     return out
 
 
-def parse_json_body(raw: bytes) -> dict[str, Any]:
-    """The reference server treats an empty or unparsable body as `{}`."""
-    if not raw.strip():
-        return {}
-    try:
-        body = _json.decode(raw)
-        if isinstance(body, str):  # legacy clients double-encode
-            body = _json.decode(body)
-    except msgspec.DecodeError:
-        return {}
-    if not isinstance(body, dict):
-        raise MlflowError.invalid(f"Malformed request body: expected a JSON object, got {type(body).__name__}.")
-    return body
-
-
 def decode(body: Mapping[str, Any], kind: type[T]) -> T:
-    """Check the handler schema, then decode into `kind` (proto-JSON leniency: "5" is an int)."""
-    v.check_fields(body, SCHEMAS[kind])
-    try:
-        return msgspec.convert(dict(body), kind, strict=False)
-    except msgspec.ValidationError as exc:
-        message, _, where = str(exc).partition(" - at `")
-        path = where.rstrip("`").removeprefix("$.").removeprefix("$")
-        if path:
-            raise MlflowError.invalid(f"Invalid value for parameter '{path}' supplied: {message}.") from None
-        raise MlflowError.invalid(f"Invalid request: {message}.") from None
+    return decode_message(body, kind, SCHEMAS[kind])
 
 
 def view_stages(view_type: str | int | None) -> list[str]:

@@ -7,9 +7,7 @@ from typing import Any, TypeVar
 
 from aiohttp import web
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import ConnectionFailure, ExecutionTimeout
 
-from common.errors import MlflowError
 from common.web import json_response
 from query import experiments, history, runs
 from query import requests as rq
@@ -29,22 +27,6 @@ async def request_message(request: web.Request, kind: type[T]) -> T:
     else:
         body = rq.parse_json_body(await request.read())
     return rq.decode(body, kind)
-
-
-# Dependency outages the client should retry (it retries 503 with backoff), not crashes.
-MONGO_UNAVAILABLE = (ConnectionFailure, ExecutionTimeout)
-
-
-def outage_as_503(handler: Handler) -> Handler:
-    """MongoDB unreachable or timed out -> 503 TEMPORARILY_UNAVAILABLE with Retry-After."""
-
-    async def wrapped(request: web.Request) -> web.StreamResponse:
-        try:
-            return await handler(request)
-        except MONGO_UNAVAILABLE as exc:
-            raise MlflowError.unavailable(f"The metadata store is unavailable, retry later ({type(exc).__name__}).") from exc
-
-    return wrapped
 
 
 def build_routes(db: AsyncDatabase) -> list[tuple[str, str, Handler]]:
@@ -85,7 +67,7 @@ async def get_server_info(_: web.Request) -> web.Response:
 def add_routes(app: web.Application, db: AsyncDatabase) -> None:
     for method, path, handler in build_routes(db):
         for prefix in PREFIXES:
-            app.router.add_route(method, prefix + path, outage_as_503(handler))
+            app.router.add_route(method, prefix + path, handler)
     for prefix in V3_PREFIXES:
         app.router.add_get(prefix + "/server-info", get_server_info)
     app.router.add_get("/version", version)

@@ -32,7 +32,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from urllib.parse import unquote, urlsplit
+from urllib.parse import urlsplit
 
 __all__ = [
     "AZURITE_ACCOUNT_KEY",

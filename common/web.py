@@ -15,18 +15,12 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, H
 
 from pymongo.errors import ConnectionFailure, ExecutionTimeout
 
+from common.codec import bson_enc_hook
 from common.errors import INTERNAL_ERROR, MlflowError
 
 log = logging.getLogger(__name__)
 
-def _enc_hook(obj: Any) -> Any:
-    # PyMongo decodes BSON int64 as bson.Int64, an int subclass msgspec does not encode itself.
-    if isinstance(obj, int):
-        return int(obj)
-    raise NotImplementedError(f"cannot encode {type(obj).__name__}")
-
-
-_json = msgspec.json.Encoder(enc_hook=_enc_hook)
+_json = msgspec.json.Encoder(enc_hook=bson_enc_hook)
 
 ReadyCheck = Callable[[], Awaitable[dict[str, str]]]
 

@@ -21,6 +21,7 @@ from typing import Any
 
 import msgspec
 
+from common.codec import bson_enc_hook
 from common.errors import MlflowError
 from query.translate import MATCH_NOTHING, SortKey
 
@@ -36,7 +37,7 @@ class _Token(msgspec.Struct, array_like=True):
     k: list[Any]  # sort-key values of the last row
 
 
-_encoder = msgspec.json.Encoder()
+_encoder = msgspec.json.Encoder(enc_hook=bson_enc_hook)
 _decoder = msgspec.json.Decoder(_Token)
 
 

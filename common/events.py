@@ -182,6 +182,26 @@ class LoggedModelDeleted(msgspec.Struct, tag=True):
     time: int
 
 
+# --- artifact metadata (partitioned by the run or model the path belongs to) ------------------
+
+
+class ArtifactStored(msgspec.Struct, tag=True, omit_defaults=True):
+    path: str  # the full proxied path, e.g. "1/<run_id>/artifacts/reports/report.txt"
+    size: int
+    time: int
+    sha256: str | None = None
+    experiment_id: str | None = None
+    run_id: str | None = None
+    model_id: str | None = None
+
+
+class ArtifactDeleted(msgspec.Struct, tag=True, omit_defaults=True):
+    path: str  # a file or a directory prefix
+    time: int
+    run_id: str | None = None
+    model_id: str | None = None
+
+
 ExperimentEvent = (
     ExperimentCreated | ExperimentRenamed | ExperimentDeleted | ExperimentRestored
     | ExperimentTagSet | ExperimentTagDeleted
@@ -194,7 +214,8 @@ ModelEvent = (
     LoggedModelCreated | LoggedModelFinalized | LoggedModelTagsSet | LoggedModelTagDeleted
     | LoggedModelParamsLogged | LoggedModelDeleted
 )
-Event = ExperimentEvent | RunEvent | ModelEvent
+ArtifactEvent = ArtifactStored | ArtifactDeleted
+Event = ExperimentEvent | RunEvent | ModelEvent | ArtifactEvent
 
 EXPERIMENT_EVENTS = (
     ExperimentCreated, ExperimentRenamed, ExperimentDeleted, ExperimentRestored,
@@ -252,7 +273,13 @@ MODEL_EVENTS = (
 )
 
 
+ARTIFACT_EVENTS = (ArtifactStored, ArtifactDeleted)
+
+
 def partition_key(event: Event) -> str:
+    if isinstance(event, ARTIFACT_EVENTS):
+        owner = event.run_id or (f"model:{event.model_id}" if event.model_id else None)
+        return owner or f"artifact:{event.path.split('/', 1)[0]}"
     if isinstance(event, EXPERIMENT_EVENTS):
         return f"exp:{event.experiment_id}"
     if isinstance(event, MODEL_EVENTS):

@@ -14,6 +14,8 @@ Layout (read paths decide it):
   buckets, not points.
 * ``logged_models``: MLflow 3 logged models, ``_id`` = ``m-<32 hex>``; tags and params embedded
   like runs; ``metrics`` is the list of metric points logged with this ``model_id``.
+* ``artifacts``: metadata of stored artifacts (size, checksum, owner run or model), ``_id`` =
+  the proxied path. The bytes live in the artifact store (Azure Blob or files), never here.
 * ``counters``: the experiment id sequence (ids are unique across ingest replicas).
 
 Shard keys (applied only when connected to a mongos):
@@ -25,6 +27,7 @@ Shard keys (applied only when connected to a mongos):
 * ``metrics``: ``{run_id: 1}``. Run ids are random uuid4 hex, so a range key spreads writes as
   evenly as a hashed one, while every history read (one run, one key) stays on one shard and
   the unique ``(run_id, key, seq)`` index stays legal (it is prefixed by the shard key).
+* ``artifacts`` is sharded by ``{_id: "hashed"}`` when it grows: writes are upserts by path.
 * ``experiments``, ``logged_models`` and ``counters`` stay unsharded: they are small (one
   document per experiment or model, not per run or point).
 """
@@ -44,6 +47,7 @@ RUNS = "runs"
 METRICS = "metrics"
 COUNTERS = "counters"
 LOGGED_MODELS = "logged_models"
+ARTIFACTS = "artifacts"
 
 DEFAULT_EXPERIMENT_ID = "0"
 DEFAULT_EXPERIMENT_NAME = "Default"
@@ -72,11 +76,16 @@ INDEXES: dict[str, list[IndexModel]] = {
         IndexModel([("experiment_id", ASCENDING), ("name", ASCENDING)], name="exp_name"),
         IndexModel([("source_run_id", ASCENDING)], name="source_run"),
     ],
+    ARTIFACTS: [
+        IndexModel([("run_id", ASCENDING)], name="run", sparse=True),
+        IndexModel([("model_id", ASCENDING)], name="model", sparse=True),
+    ],
 }
 
 SHARD_KEYS: dict[str, dict[str, Any]] = {
     RUNS: {"experiment_id": 1, "_id": 1},
     METRICS: {"run_id": 1},
+    ARTIFACTS: {"_id": "hashed"},
 }
 
 

@@ -41,6 +41,8 @@ class Settings(msgspec.Struct, kw_only=True):
     metric_bucket_size: int = 1000
     # --- ingest ---
     run_cache_ttl_s: float = 2.0
+    max_artifact_bytes: int = 20 * 1024**3
+    max_concurrent_uploads: int = 64
     # --- process ---
     instance_id: str = ""
     log_level: str = "INFO"
@@ -76,6 +78,8 @@ _ENV: dict[str, tuple[str, ...]] = {
     "batch_max_wait_ms": ("GENESIS_FLOW_BATCH_MAX_WAIT_MS",),
     "metric_bucket_size": ("GENESIS_FLOW_METRIC_BUCKET_SIZE",),
     "run_cache_ttl_s": ("GENESIS_FLOW_RUN_CACHE_TTL_S",),
+    "max_artifact_bytes": ("GENESIS_FLOW_MAX_ARTIFACT_BYTES",),
+    "max_concurrent_uploads": ("GENESIS_FLOW_MAX_CONCURRENT_UPLOADS",),
     "instance_id": ("GENESIS_FLOW_INSTANCE_ID",),
     "log_level": ("GENESIS_FLOW_LOG_LEVEL",),
 }

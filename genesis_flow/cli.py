@@ -51,6 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("query", help="serve the read endpoints from MongoDB")
     _add_server_flags(p)
+    p.add_argument("--artifact-root", default=None, help="GENESIS_FLOW_ARTIFACT_ROOT")
 
     p = sub.add_parser("standalone", help="every tier in one process with embedded storage")
     p.add_argument("--host", default=None)
@@ -125,13 +126,15 @@ async def mongo(settings: Settings, app_name: str) -> AsyncIterator[Any]:
 async def run_ingest(settings: Settings) -> None:
     from prometheus_client import CollectorRegistry
 
+    from common.artifacts import open_store
     from common.telemetry import setup_tracing
     from common.transport.amqp import AmqpIngestTransport
     from ingest.app import IngestDeps, create_app
 
     setup_tracing("genesis-flow-ingest")
     async with mongo(settings, "genesis-flow-ingest") as client:
-        deps = IngestDeps(client[settings.mongodb_db], AmqpIngestTransport(settings), CollectorRegistry())
+        deps = IngestDeps(client[settings.mongodb_db], AmqpIngestTransport(settings), CollectorRegistry(),
+                          open_store(settings.artifact_root, settings.azure_connection_string))
         await serve(create_app(settings, deps), settings.host, settings.port, "genesis-flow ingest")
 
 
@@ -154,12 +157,14 @@ async def run_writer(settings: Settings) -> None:
 async def run_query(settings: Settings) -> None:
     from prometheus_client import CollectorRegistry
 
+    from common.artifacts import open_store
     from common.telemetry import setup_tracing
     from query.app import QueryDeps, create_app
 
     setup_tracing("genesis-flow-query")
     async with mongo(settings, "genesis-flow-query") as client:
-        deps = QueryDeps(client[settings.mongodb_db], CollectorRegistry())
+        deps = QueryDeps(client[settings.mongodb_db], CollectorRegistry(),
+                         open_store(settings.artifact_root, settings.azure_connection_string))
         await serve(create_app(settings, deps), settings.host, settings.port, "genesis-flow query")
 
 

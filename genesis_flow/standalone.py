@@ -28,6 +28,7 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 from pymongo import AsyncMongoClient
 
+from common.artifacts import open_store
 from common.mongo import ensure_default_experiment, ensure_indexes, make_client
 from common.settings import Settings
 from common.transport.inproc import InprocBroker
@@ -100,14 +101,15 @@ def build_app(settings: Settings, db, registry: CollectorRegistry) -> web.Applic
     from writer.app import WriterDeps
     from writer.app import install as install_writer
 
+    store = open_store(settings.artifact_root, settings.azure_connection_string)
     broker = InprocBroker()
     app = web.Application(middlewares=[mlflow_middleware(HttpMetrics(registry, "standalone"))],
                           client_max_size=CLIENT_MAX_SIZE)
     probes = {}
     for tier, tier_probes in (
         ("writer", install_writer(app, settings, WriterDeps(db, broker.writer, registry))),
-        ("ingest", install_ingest(app, settings, IngestDeps(db, broker.ingest, registry))),
-        ("query", install_query(app, settings, QueryDeps(db, registry))),
+        ("ingest", install_ingest(app, settings, IngestDeps(db, broker.ingest, registry, store))),
+        ("query", install_query(app, settings, QueryDeps(db, registry, store))),
     ):
         probes.update({f"{tier}.{name}": probe for name, probe in tier_probes.items()})
 

@@ -10,10 +10,12 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 from pymongo.asynchronous.database import AsyncDatabase
 
+from common.artifacts import ArtifactStore
 from common.mongo import ensure_default_experiment
 from common.settings import Settings
 from common.transport import IngestTransport
 from common.web import HttpMetrics, add_ops_routes, mlflow_middleware, run_checks
+from ingest.artifacts import ArtifactService, add_artifact_routes
 from ingest.bus import EventBus
 from ingest.lookups import Lookups
 from ingest.metrics import IngestMetrics
@@ -31,6 +33,7 @@ class IngestDeps:
     db: AsyncDatabase
     transport: IngestTransport
     registry: CollectorRegistry
+    artifacts: ArtifactStore
 
 
 def install(app: web.Application, settings: Settings, deps: IngestDeps) -> Probes:
@@ -39,15 +42,18 @@ def install(app: web.Application, settings: Settings, deps: IngestDeps) -> Probe
     bus = EventBus(settings, deps.transport, metrics)
     lookups = Lookups(deps.db, settings.run_cache_ttl_s, metrics)
     add_routes(app, IngestService(settings, bus, lookups), LoggedModelService(bus, lookups), settings.ack_mode)
+    add_artifact_routes(app, ArtifactService(deps.artifacts, bus, settings.max_artifact_bytes,
+                                             settings.max_concurrent_uploads))
 
     async def lifecycle(_: web.Application) -> AsyncIterator[None]:
         await ensure_default_experiment(deps.db)
         await bus.start()
         yield
         await bus.close()
+        await deps.artifacts.close()
 
     app.cleanup_ctx.append(lifecycle)
-    return {"mongodb": lookups.ping, "queue": deps.transport.check}
+    return {"mongodb": lookups.ping, "queue": deps.transport.check, "artifacts": deps.artifacts.check}
 
 
 def create_app(settings: Settings, deps: IngestDeps) -> web.Application:

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -11,8 +11,10 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 from pymongo.asynchronous.database import AsyncDatabase
 
+from common.artifacts import ArtifactStore
 from common.settings import Settings
 from common.web import HttpMetrics, add_ops_routes, mlflow_middleware, run_checks
+from query.artifacts import add_artifact_routes
 from query.routes import add_routes
 
 Probes = dict[str, Callable[[], Awaitable[Any]]]
@@ -22,17 +24,24 @@ Probes = dict[str, Callable[[], Awaitable[Any]]]
 class QueryDeps:
     db: AsyncDatabase
     registry: CollectorRegistry
+    artifacts: ArtifactStore
 
 
 def install(app: web.Application, settings: Settings, deps: QueryDeps) -> Probes:
     """Add the read routes to `app`; return the readiness probes. The tier only reads, so it has
     no lifecycle of its own (init-db / ingest create the Default experiment and the indexes)."""
     add_routes(app, deps.db)
+    add_artifact_routes(app, deps.artifacts, deps.db)
 
     async def ping() -> None:
         await deps.db.command("ping")
 
-    return {"mongodb": ping}
+    async def close(_: web.Application) -> AsyncIterator[None]:
+        yield
+        await deps.artifacts.close()
+
+    app.cleanup_ctx.append(close)
+    return {"mongodb": ping, "artifacts": deps.artifacts.check}
 
 
 def create_app(settings: Settings, deps: QueryDeps) -> web.Application:

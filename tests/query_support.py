@@ -9,6 +9,7 @@ server, on a database of its own that is dropped afterwards.
 from __future__ import annotations
 
 import itertools
+import tempfile
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterable, Mapping
@@ -22,6 +23,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from common import documents
 from common import events as ev
+from common.artifacts import open_store
 from common.mongo import ensure_default_experiment, ensure_indexes
 from common.settings import load_settings
 from query.app import QueryDeps, create_app
@@ -120,7 +122,7 @@ async def query_env(mongodb_uri: str, bucket_size: int = 1000) -> AsyncIterator[
     try:
         await ensure_indexes(db)
         await ensure_default_experiment(db)
-        app = create_app(load_settings("query", env={}), QueryDeps(db, CollectorRegistry()))
+        app = create_app(load_settings("query", env={}), QueryDeps(db, CollectorRegistry(), open_store(tempfile.mkdtemp(prefix="q-art-"))))
         http = TestClient(TestServer(app, host="127.0.0.1"))
         await http.start_server()
         try:

@@ -64,6 +64,8 @@ class Stack:
         return f"http://127.0.0.1:{self.ports[tier]}"
 
     def start(self, tier: str, wait_ready: bool = True, timeout: float = 60) -> None:
+        if tier == "standalone":
+            self.env.pop("GENESIS_FLOW_ARTIFACT_ROOT", None)
         port = self.ports.setdefault(tier, free_port())
         log = open(self.workdir / f"{tier}.log", "ab")
         self.procs[tier] = subprocess.Popen(
@@ -131,6 +133,9 @@ def make_stack(services: Services, name: str = "gf", partitions: int = 4, **env:
         "GENESIS_FLOW_QUEUE_PREFIX": stack_name,
         "GENESIS_FLOW_PARTITIONS": str(partitions),
         "AZURE_STORAGE_CONNECTION_STRING": services.azure_connection_string,
+        # Azure Blob (Azurite) for the distributed tiers; standalone stacks drop this and keep
+        # artifacts in files under their data dir.
+        "GENESIS_FLOW_ARTIFACT_ROOT": f"azure://{stack_name.replace('_', '-')}/artifacts",
         "GENESIS_FLOW_LOG_LEVEL": "INFO",
         "PYTHONUNBUFFERED": "1",
         **env,
@@ -147,6 +152,14 @@ async def _cleanup(stack: Stack) -> None:
     with contextlib.suppress(Exception):
         await client.drop_database(stack.db_name)
     await client.close()
+    root = stack.env.get("GENESIS_FLOW_ARTIFACT_ROOT", "")
+    if root.startswith("azure://"):
+        from azure.storage.blob.aio import BlobServiceClient
+
+        container = root[len("azure://"):].split("/", 1)[0]
+        async with BlobServiceClient.from_connection_string(stack.services.azure_connection_string) as blobs:
+            with contextlib.suppress(Exception):
+                await blobs.delete_container(container)
     partitions = int(stack.env["GENESIS_FLOW_PARTITIONS"])
     names = [f"{stack.queue_prefix}.events.{i}" for i in range(partitions)] + [f"{stack.queue_prefix}.dlq"]
     with contextlib.suppress(Exception):

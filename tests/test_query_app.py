@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import AsyncIterator
 
 import pytest
@@ -9,6 +10,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client import CollectorRegistry
 from pymongo import AsyncMongoClient
 
+from common.artifacts import open_store
 from common.settings import load_settings
 from query.app import QueryDeps, create_app
 from tests.query_support import QueryEnv, query_env
@@ -28,7 +30,7 @@ async def outage() -> AsyncIterator[TestClient]:
     """A query app whose MongoDB does not answer (nothing listens on its port)."""
     client = AsyncMongoClient(f"mongodb://127.0.0.1:{free_port()}/?directConnection=true",
                               serverSelectionTimeoutMS=300, connectTimeoutMS=300)
-    app = create_app(load_settings("query", env={}), QueryDeps(client["down"], CollectorRegistry()))
+    app = create_app(load_settings("query", env={}), QueryDeps(client["down"], CollectorRegistry(), open_store(tempfile.mkdtemp(prefix="q-art-"))))
     http = TestClient(TestServer(app, host="127.0.0.1"))
     await http.start_server()
     yield http
@@ -40,7 +42,7 @@ async def test_health_ready_and_metrics(env: QueryEnv) -> None:
     resp = await env.http.get("/health")
     assert resp.status == 200 and (await resp.json())["status"] == "ok"
     resp = await env.http.get("/ready")
-    assert resp.status == 200 and await resp.json() == {"status": "ok", "checks": {"mongodb": "ok"}}
+    assert resp.status == 200 and await resp.json() == {"status": "ok", "checks": {"mongodb": "ok", "artifacts": "ok"}}
     await env.get("/experiments/get", experiment_id="0")
     resp = await env.http.get("/metrics")
     text = await resp.text()

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import copy
 import math
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,7 +27,7 @@ from common import validation as v
 from common.documents import new_experiment_document, new_logged_model_document, new_run_document
 from common.errors import INVALID_STATE, RESOURCE_ALREADY_EXISTS, MlflowError
 from common.keys import encode_key
-from common.mongo import EXPERIMENTS, LOGGED_MODELS, METRICS, RUNS
+from common.mongo import ARTIFACTS, EXPERIMENTS, LOGGED_MODELS, METRICS, RUNS
 
 RUN_NAME_TAG = "mlflow.runName"
 
@@ -41,6 +42,7 @@ class Write:
     update: dict[str, Any] | None = None  # update operators
     replacement: dict[str, Any] | None = None  # whole document (upsert)
     many: bool = False
+    delete: bool = False
     event_id: str | None = None  # experiment writes: whose outcome a duplicate-key error changes
 
 
@@ -144,6 +146,7 @@ class _Planner:
         self.models: dict[str, _DocWork] = {}
         self.buckets: dict[tuple[str, str], _BucketWork] = {}
         self.experiment_writes: list[Write] = []
+        self.artifact_writes: list[Write] = []
         self.experiments = {k: copy.deepcopy(d) for k, d in state.experiments.items()}
         self.names = dict(state.experiment_names)
         self.points_written = 0
@@ -297,6 +300,20 @@ class _Planner:
         if work.existed:
             work.push("metrics", entry)
 
+    # --- artifact metadata -------------------------------------------------------------------
+
+    def apply_artifact(self, e: ev.ArtifactEvent) -> None:
+        """Upserts by path: replaying them is harmless, and the bytes are already stored."""
+        if isinstance(e, ev.ArtifactStored):
+            doc = {k: val for k, val in (("size", e.size), ("sha256", e.sha256), ("experiment_id", e.experiment_id),
+                                         ("run_id", e.run_id), ("model_id", e.model_id), ("updated", e.time))
+                   if val is not None}
+            self.artifact_writes.append(Write(ARTIFACTS, {"_id": e.path}, replacement={"_id": e.path, **doc}))
+        else:
+            prefix = "^" + re.escape(e.path.rstrip("/") + "/")
+            self.artifact_writes.append(Write(
+                ARTIFACTS, {"$or": [{"_id": e.path}, {"_id": {"$regex": prefix}}]}, delete=True, many=True))
+
     # --- runs ------------------------------------------------------------------------------
 
     def apply_run(self, e: ev.RunEvent) -> None:
@@ -448,7 +465,7 @@ class _Planner:
     # --- output ----------------------------------------------------------------------------
 
     def writes(self) -> list[Write]:
-        out: list[Write] = list(self.experiment_writes)
+        out: list[Write] = [*self.experiment_writes, *self.artifact_writes]
         for (run_id, enc), bucket in self.buckets.items():
             for seq, points in bucket.pending.items():
                 steps = [p[0] for p in points]
@@ -491,6 +508,8 @@ def plan_batch(envelopes: list[ev.Envelope], state: BatchState, bucket_size: int
                 planner.apply_experiment(event, env.id)  # type: ignore[arg-type]
             elif isinstance(event, ev.MODEL_EVENTS):
                 planner.apply_model(event)  # type: ignore[arg-type]
+            elif isinstance(event, ev.ARTIFACT_EVENTS):
+                planner.apply_artifact(event)  # type: ignore[arg-type]
             else:
                 planner.apply_run(event)  # type: ignore[arg-type]
             outcomes[env.id] = None

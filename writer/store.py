@@ -7,7 +7,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
-from pymongo import ReplaceOne, UpdateMany, UpdateOne
+from pymongo import DeleteMany, ReplaceOne, UpdateMany, UpdateOne
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import (
     AutoReconnect,
@@ -23,7 +23,7 @@ from pymongo.errors import (
 from common import events as ev
 from common.errors import RESOURCE_ALREADY_EXISTS, MlflowError
 from common.keys import encode_key
-from common.mongo import EXPERIMENTS, LOGGED_MODELS, METRICS, RUNS
+from common.mongo import ARTIFACTS, EXPERIMENTS, LOGGED_MODELS, METRICS, RUNS
 from writer.plan import BatchState, OpenBucket, Plan, Write, point_key
 
 log = logging.getLogger(__name__)
@@ -56,6 +56,8 @@ def _batch_keys(envelopes: list[ev.Envelope]) -> _Keys:
         keys.run_ids, keys.exp_ids, keys.names, keys.model_ids, keys.metric_times)
     for env in envelopes:
         e = env.event
+        if isinstance(e, ev.ARTIFACT_EVENTS):
+            continue  # metadata upserts need no prior state
         if isinstance(e, ev.MODEL_EVENTS):
             model_ids.add(e.model_id)
             if isinstance(e, ev.LoggedModelCreated):
@@ -134,7 +136,9 @@ async def _load_buckets(db: AsyncDatabase, state: BatchState,
                 bucket.count = int(doc.get("n", 0))
 
 
-def _to_op(w: Write) -> UpdateOne | ReplaceOne | UpdateMany:
+def _to_op(w: Write) -> UpdateOne | ReplaceOne | UpdateMany | DeleteMany:
+    if w.delete:
+        return DeleteMany(w.filter)
     if w.replacement is not None:
         return ReplaceOne(w.filter, w.replacement, upsert=True)
     if w.many:
@@ -157,7 +161,8 @@ async def apply_plan(db: AsyncDatabase, plan: Plan) -> None:
             if group == "exp":
                 await _apply_experiment_writes(db, plan, writes)
             else:
-                await db[group].bulk_write([_to_op(w) for w in writes], ordered=False)
+                # Artifact writes may put and delete one path in a batch: keep their order.
+                await db[group].bulk_write([_to_op(w) for w in writes], ordered=group == ARTIFACTS)
     except BulkWriteError as exc:
         raise StoreRejected(str(exc.details.get("writeErrors", exc))[:500]) from exc
     except TRANSIENT as exc:

@@ -34,6 +34,27 @@ def write_stack(services: Services) -> Iterator[Stack]:
     stack.stop()
 
 
+@pytest.fixture(scope="module", params=["standalone", "distributed"])
+def tracking_stack(request, services: Services) -> Iterator[Stack]:
+    """One tracking URI, both ways: `standalone` (one process, files for artifacts) and
+    `distributed` (nginx with the shipped config in front of separate ingest, writer and query
+    processes; Azure Blob on Azurite). `stack.url("uri")` is what a client points at."""
+    stack = make_stack(services, request.param[:4])
+    try:
+        if request.param == "standalone":
+            stack.start("standalone")
+            stack.ports["uri"] = stack.ports["standalone"]
+        else:
+            stack.start("writer")
+            stack.start("ingest")
+            stack.start("query")
+            stack.start_router()
+            stack.ports["uri"] = stack.ports["router"]
+        yield stack
+    finally:
+        stack.stop()
+
+
 @pytest.fixture
 def fresh_stack(services: Services) -> Iterator[Stack]:
     """A stack of its own for tests that kill or starve processes; the test starts the tiers."""

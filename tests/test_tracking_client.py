@@ -7,7 +7,6 @@ from __future__ import annotations
 import math
 import time
 import uuid
-from collections.abc import Iterator
 
 import mlflow
 import pytest
@@ -16,28 +15,14 @@ from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunStatus, RunTag, ViewType
 from mlflow.exceptions import MlflowException
 
-from tests.services import Services
-from tests.stack import Stack, make_stack
+from tests.stack import Stack
 
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture(scope="module", params=["standalone", "distributed"])
-def stack(request, services: Services) -> Iterator[Stack]:
-    stack = make_stack(services, request.param[:4])
-    try:
-        if request.param == "standalone":
-            stack.start("standalone")
-            stack.ports["uri"] = stack.ports["standalone"]
-        else:
-            stack.start("writer")
-            stack.start("ingest")
-            stack.start("query")
-            stack.start_router()
-            stack.ports["uri"] = stack.ports["router"]
-        yield stack
-    finally:
-        stack.stop()
+@pytest.fixture(scope="module")
+def stack(tracking_stack: Stack) -> Stack:
+    return tracking_stack
 
 
 @pytest.fixture(scope="module")

@@ -1,8 +1,9 @@
 """Tracing (OpenTelemetry) and metrics (Prometheus) setup shared by every tier.
 
-Tracing is configured from the standard `OTEL_*` variables. With no exporter configured
-(`OTEL_TRACES_EXPORTER` unset and no `OTEL_EXPORTER_OTLP[_TRACES]_ENDPOINT`), spans are not
-recorded and cost next to nothing. The trace context crosses the queue inside each event
+Tracing is configured from the standard `OTEL_*` variables: OTLP/HTTP when an endpoint is set
+(`OTEL_EXPORTER_OTLP[_TRACES]_ENDPOINT`, e.g. Jaeger's :4318), one JSON span per line on stdout
+with `OTEL_TRACES_EXPORTER=console`. With neither, spans are not recorded and cost next to
+nothing. The trace context crosses the queue inside each event
 envelope, so one request is one trace: HTTP -> publish -> writer apply -> MongoDB.
 """
 
@@ -42,7 +43,14 @@ def setup_tracing(service_name: str) -> trace.TracerProvider:
 
         resource = Resource.create({SERVICE_NAME: os.environ.get("OTEL_SERVICE_NAME", service_name)})
         sdk_provider = TracerProvider(resource=resource)
-        sdk_provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+        if os.environ.get("OTEL_TRACES_EXPORTER", "") == "console":
+            # One JSON span per line on stdout: for debugging and for the tracing tests.
+            from opentelemetry.sdk.trace.export import ConsoleSpanExporter, SimpleSpanProcessor
+
+            exporter = ConsoleSpanExporter(formatter=lambda span: span.to_json(indent=None) + "\n")
+            sdk_provider.add_span_processor(SimpleSpanProcessor(exporter))
+        else:
+            sdk_provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
         trace.set_tracer_provider(sdk_provider)
         PymongoInstrumentor().instrument(tracer_provider=sdk_provider)
         # Patches aiohttp's Application so every app built afterwards gets the server middleware.

@@ -85,8 +85,11 @@ class EventBus:
             )
             future = self._commits.expect(event_id) if waiting else None
             try:
-                with tracer.start_as_current_span("ingest.publish", attributes={"genesis.event_id": event_id}):
-                    await self._transport.publish(partition_of(key, self._settings.partitions), ev.encode(env), event_id)
+                partition = partition_of(key, self._settings.partitions)
+                with tracer.start_as_current_span("ingest.publish", kind=trace.SpanKind.PRODUCER, attributes={
+                        "genesis.event_id": event_id, "genesis.event_type": type(event).__name__,
+                        "messaging.system": "rabbitmq", "messaging.destination.partition.id": str(partition)}):
+                    await self._transport.publish(partition, ev.encode(env), event_id)
             except TransportUnavailable as exc:
                 self._commits.forget(event_id)
                 self._metrics.rejected.labels("queue_unavailable").inc()

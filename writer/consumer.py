@@ -72,7 +72,12 @@ class Consumer:
         poison: list[_Poison] = []
         start = time.perf_counter()
         spans = self._start_event_spans(envelopes)
-        with tracer.start_as_current_span("writer.batch", attributes={"genesis.events": len(envelopes)}):
+        # The batch span (and the MongoDB spans under it) joins the trace of the first traced
+        # request in the batch and links the others, so each request's trace reaches MongoDB.
+        traced = [extract_context(env.trace) for env in envelopes if env.trace]
+        links = [trace.Link(trace.get_current_span(ctx).get_span_context()) for ctx in traced]
+        with tracer.start_as_current_span("writer.batch", context=traced[0] if traced else None, links=links,
+                                          attributes={"genesis.events": len(envelopes)}):
             if envelopes:
                 await self._commit(batch.events, outcomes, poison)
         for p in poison:
@@ -152,7 +157,8 @@ class Consumer:
         spans = []
         for env in envelopes:
             if env.trace:
-                span = tracer.start_span("writer.commit", context=extract_context(env.trace), attributes={
+                span = tracer.start_span("writer.commit", context=extract_context(env.trace), kind=trace.SpanKind.CONSUMER,
+                                         attributes={
                     "genesis.event_id": env.id, "genesis.event_type": type(env.event).__name__})
                 spans.append((env.id, span))
         return spans

@@ -66,6 +66,9 @@ INDEXES: dict[str, list[IndexModel]] = {
         ),
         IndexModel([("experiment_id", ASCENDING), ("run_name", ASCENDING)], name="exp_run_name"),
         IndexModel([("experiment_id", ASCENDING), ("status", ASCENDING)], name="exp_status"),
+        # `params.x = ...` / `tags.x = ...` filters on any key (wildcard indexes, MongoDB 4.2+).
+        IndexModel([("params.$**", ASCENDING)], name="params_wildcard"),
+        IndexModel([("tags.$**", ASCENDING)], name="tags_wildcard"),
     ],
     METRICS: [
         IndexModel([("run_id", ASCENDING), ("key", ASCENDING), ("seq", ASCENDING)], name="run_key_seq", unique=True),

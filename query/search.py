@@ -35,7 +35,14 @@ class SearchPlan:
         return {"$and": [self.match, after]} if after is not None else self.match
 
     def pipeline(self) -> list[dict[str, Any]]:
-        stages: list[dict[str, Any]] = [{"$match": self.match}, {"$addFields": self.sort.computed}]
+        # The index prefix (experiment, lifecycle) gets a $match of its own: MongoDB coalesces
+        # adjacent $match stages anyway, and planners that only index a pure prefix match
+        # (SecantusDB's) then use the index instead of scanning the collection.
+        head = {k: v for k, v in self.match.items() if k != "$and"}
+        stages: list[dict[str, Any]] = [{"$match": head}]
+        if "$and" in self.match:
+            stages.append({"$match": {"$and": self.match["$and"]}})
+        stages.append({"$addFields": self.sort.computed})
         after = self.after()
         if after is not None:
             stages.append({"$match": after})

@@ -13,6 +13,9 @@ ever reaches MongoDB except as a typed value:
     value      := 'string' | "string" | number
     order_by   := identifier [ASC | DESC]
 
+Runs, experiments and logged models share this syntax; each has its own vocabulary below
+(logged-models/search takes its order_by as structured objects, not as this grammar).
+
 Identifiers are then split the way MLflow splits them (entity type before the first dot, key after
 it, quotes stripped), checked against the entity's comparators and value types, and returned as
 `Clause` / `OrderTerm` values. Error messages are MLflow's where it has a specific one; syntax
@@ -22,10 +25,14 @@ errors say where the parser stopped. Every error is an INVALID_PARAMETER_VALUE.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from common.errors import MlflowError
+
+if TYPE_CHECKING:
+    from query.requests import LoggedModelOrderBy
 
 # --- entity vocabulary (mirrors SearchUtils / SearchExperimentsUtils) ---------------------------
 
@@ -496,4 +503,112 @@ def parse_experiment_order_by(order_by: list[str] | None) -> list[OrderTerm]:
         if kind != ATTRIBUTE:
             raise invalid(f"Invalid order_by entity: {kind}")
         terms.append(OrderTerm(kind, key, ascending))
+    return terms
+
+
+# --- logged models -----------------------------------------------------------------------------
+#
+# `mlflow/utils/search_logged_model_utils.py` (what the SQL store parses with): entity prefixes are
+# exactly `attributes.`, `metrics.`, `params.`, `tags.`; a bare identifier is an attribute, with
+# the store's aliases; metrics and timestamp attributes are numeric, everything else a string.
+
+MODEL_ENTITIES = {"attributes": ATTRIBUTE, "metrics": METRIC, "params": PARAM, "tags": TAG}
+MODEL_ATTRIBUTE_ALIASES = {
+    "creation_time": "creation_timestamp_ms", "creation_timestamp": "creation_timestamp_ms",
+    "last_updated_time": "last_updated_timestamp_ms", "last_updated_timestamp": "last_updated_timestamp_ms",
+}
+MODEL_NUMERIC_ATTRIBUTES = frozenset({"creation_timestamp_ms", "last_updated_timestamp_ms"})
+MODEL_FILTER_ATTRIBUTES = frozenset({"name", "model_id", "model_type", "status", "source_run_id"}) | MODEL_NUMERIC_ATTRIBUTES
+# order_by takes any column of the SQL store's logged_models table
+MODEL_ORDER_ATTRIBUTES = MODEL_FILTER_ATTRIBUTES | {"experiment_id", "artifact_location", "lifecycle_stage",
+                                                    "status_message"}
+_MODEL_NUMERIC_OPS = ("<", "<=", ">", ">=", "=", "!=")
+_MODEL_STRING_OPS = ("=", "!=", "LIKE", "ILIKE", "IN", "NOT IN")
+_MODEL_ENTITY_LABELS = {METRIC: "metrics", PARAM: "params", TAG: "tags"}
+
+
+@dataclass(frozen=True)
+class ModelOrderTerm:
+    """One `order_by` entry of logged-models/search: an attribute (alias resolved) or a metric key,
+    whose latest value is taken among the entries on the given dataset (if any)."""
+
+    kind: str  # ATTRIBUTE | METRIC
+    key: str
+    ascending: bool
+    dataset_name: str | None = None
+    dataset_digest: str | None = None
+
+
+def _model_attribute(key: str, valid: frozenset[str]) -> str:
+    key = MODEL_ATTRIBUTE_ALIASES.get(key, key)
+    if key not in valid:
+        shown = valid | {k for k, v in MODEL_ATTRIBUTE_ALIASES.items() if v in valid}
+        raise invalid(f"Invalid attribute key '{key}' specified. Valid keys are '{_set_repr(shown)}'")
+    return key
+
+
+def _model_identifier(raw: str) -> tuple[str, str]:
+    entity_text, dot, key = raw.partition(".")
+    if dot and re.fullmatch("[a-z]+", entity_text):
+        entity = MODEL_ENTITIES.get(entity_text)
+        if entity is None:
+            raise invalid(f"Invalid entity type: {entity_text!r}. Expected one of {list(MODEL_ENTITIES)}.")
+    else:
+        entity, key = ATTRIBUTE, raw
+    key = _trim_backticks(_strip_quotes(key))
+    if entity == ATTRIBUTE:
+        return entity, _model_attribute(key, MODEL_FILTER_ATTRIBUTES)
+    return entity, _check_key(key)
+
+
+def _model_clause(comp: _Comparison) -> Clause:
+    kind, key = _model_identifier(comp.identifier)
+    numeric = kind == METRIC or key in MODEL_NUMERIC_ATTRIBUTES
+    ops = _MODEL_NUMERIC_OPS if numeric else _MODEL_STRING_OPS
+    label = key if kind == ATTRIBUTE else f"{_MODEL_ENTITY_LABELS[kind]}.{key}"
+    if comp.comparator not in ops:
+        raise invalid(f"Invalid comparison operator for {label}: {comp.comparator!r}. Expected one of {ops}.")
+    assert comp.value is not None  # IS [NOT] NULL is in neither operator list
+    lit = comp.value
+    if numeric:
+        number = _number_value(lit, f"Expected a numeric value for {label}. Found {lit.text}")
+        return Clause(kind, key, comp.comparator, float(number) if kind == METRIC else number)
+    if comp.comparator in LIST_OPS:
+        if lit.kind != "list":
+            raise invalid(f"Expected a parenthesised list of quoted strings after {comp.comparator} for {label}."
+                          f" Got value {lit.text}")
+        return Clause(kind, key, comp.comparator, tuple(lit.value))
+    if lit.kind == "list":
+        raise invalid(f"A list of values goes with IN or NOT IN, not {comp.comparator} (for {label}).")
+    return Clause(kind, key, comp.comparator, _string_value(lit, label))
+
+
+def parse_model_filter(text: str | None) -> list[Clause]:
+    """`logged-models/search` filter -> typed clauses (AND-ed). Raises INVALID_PARAMETER_VALUE."""
+    return [_model_clause(c) for c in _parse_comparisons(text or "")]
+
+
+def parse_model_order_by(items: Sequence[LoggedModelOrderBy]) -> list[ModelOrderTerm]:
+    """`order_by` objects -> terms. Like the SQL store: a name without a dot is an attribute column,
+    `metrics.<key>` a metric (the key taken verbatim: it is a structured field, not a grammar), any
+    other entity an error. A repeated field cannot change the order, so it is dropped."""
+    terms: list[ModelOrderTerm] = []
+    seen: set[tuple[str, str, str | None, str | None]] = set()
+    for item in items:
+        field_name = item.field_name
+        if "." not in field_name:
+            key = MODEL_ATTRIBUTE_ALIASES.get(field_name, field_name)
+            if key not in MODEL_ORDER_ATTRIBUTES:
+                raise invalid(f"Invalid order by field name: {field_name}")
+            term = ModelOrderTerm(ATTRIBUTE, key, item.ascending)
+        else:
+            entity, key = field_name.split(".", 1)
+            if entity != "metrics":
+                raise invalid(f"Invalid order by field name: {field_name}. Only metrics are supported.")
+            term = ModelOrderTerm(METRIC, _check_key(key), item.ascending, item.dataset_name or None,
+                                  item.dataset_digest or None)
+        ident = (term.kind, term.key, term.dataset_name, term.dataset_digest)
+        if ident not in seen:
+            seen.add(ident)
+            terms.append(term)
     return terms

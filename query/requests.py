@@ -25,6 +25,10 @@ T = TypeVar("T")
 
 SEARCH_MAX_RESULTS_DEFAULT = 1000
 SEARCH_MAX_RESULTS_THRESHOLD = 50000
+# SearchLoggedModels.max_results defaults to 50 in service.proto, which is what the reference
+# server sees when the field is absent; an explicit 0 falls through to the store's default (100).
+SEARCH_LOGGED_MODELS_MAX_RESULTS_DEFAULT = 50
+SEARCH_LOGGED_MODELS_MAX_RESULTS_STORE_DEFAULT = 100
 MAX_RUNS_GET_METRIC_HISTORY_BULK = 100
 MAX_RESULTS_PER_RUN = 2500
 
@@ -84,6 +88,36 @@ class GetMetricHistoryBulkInterval(msgspec.Struct):
     max_results: Int64 | None = None
 
 
+class GetLoggedModel(msgspec.Struct):
+    model_id: str = ""  # from the path
+    allow_deleted: str | bool = "false"  # the reference server reads `?allow_deleted=true` (any case)
+
+    @property
+    def include_deleted(self) -> bool:
+        return str(self.allow_deleted).lower() == "true"
+
+
+class LoggedModelDataset(msgspec.Struct):
+    dataset_name: str = ""
+    dataset_digest: str | None = None
+
+
+class LoggedModelOrderBy(msgspec.Struct):
+    field_name: str = ""
+    ascending: bool = True  # the proto default
+    dataset_name: str | None = None
+    dataset_digest: str | None = None
+
+
+class SearchLoggedModels(msgspec.Struct):
+    experiment_ids: list[str] = []
+    filter: str | None = None
+    datasets: list[LoggedModelDataset] = []
+    max_results: Int64 | None = None
+    order_by: list[LoggedModelOrderBy] = []
+    page_token: str | None = None
+
+
 def _all_strings(x: Any) -> bool:
     return isinstance(x, list) and all(isinstance(i, str) for i in x)
 
@@ -104,6 +138,9 @@ SCHEMAS: dict[type, v.Schema] = {
     GetMetricHistory: {"run_id": (R, S), "metric_key": (R, S), "page_token": (S,), "max_results": (I,)},
     GetMetricHistoryBulkInterval: {"run_ids": (R, A, _all_strings), "metric_key": (R, S),
                                    "start_step": (I,), "end_step": (I,), "max_results": (I,)},
+    GetLoggedModel: {"model_id": (R, S)},
+    SearchLoggedModels: {"experiment_ids": (A, _all_strings, R), "filter": (S,), "datasets": (A,),
+                         "max_results": (I,), "order_by": (A,), "page_token": (S,)},
 }
 
 
@@ -132,6 +169,19 @@ def view_stages(view_type: str | int | None) -> list[str]:
     if isinstance(view_type, str):
         view_type = _VIEW_TYPES.get(view_type.upper(), int(view_type) if view_type.isdigit() else ACTIVE_ONLY)
     return _STAGES.get(view_type or ACTIVE_ONLY, _STAGES[ACTIVE_ONLY])
+
+
+def logged_models_page_size(value: int | None) -> int:
+    """SearchLoggedModels' page size. The reference store has no upper bound; a page here holds at
+    most SEARCH_MAX_RESULTS_THRESHOLD models and a next_page_token says there are more, which every
+    client already follows, so a large max_results is served rather than refused."""
+    if value is None:
+        return SEARCH_LOGGED_MODELS_MAX_RESULTS_DEFAULT
+    if value == 0:
+        return SEARCH_LOGGED_MODELS_MAX_RESULTS_STORE_DEFAULT
+    if value < 0:
+        raise MlflowError.invalid(f"Invalid value {value} for parameter 'max_results' supplied. It must be a positive integer")
+    return min(value, SEARCH_MAX_RESULTS_THRESHOLD)
 
 
 def max_results(value: int | None, default: int, *, limit: int = SEARCH_MAX_RESULTS_THRESHOLD) -> int:

@@ -9,7 +9,7 @@ from aiohttp import web
 from pymongo.asynchronous.database import AsyncDatabase
 
 from common.web import json_response
-from query import experiments, history, runs
+from query import experiments, history, logged_models, runs
 from query import requests as rq
 from query.server_info import MLFLOW_VERSION, server_info
 
@@ -20,13 +20,19 @@ T = TypeVar("T")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
+# `GET logged-models/search` is not a model id: the path only exists for POST (405), so the GET
+# route never answers "Logged model with ID 'search' not found".
+MODEL_ID = "{model_id:(?!search$)[^/]+}"
+
+
 async def request_message(request: web.Request, kind: type[T]) -> T:
-    """MLflow's `_get_request_message`: a GET with a query string reads it, else the JSON body."""
+    """MLflow's `_get_request_message`: a GET with a query string reads it, else the JSON body.
+    Path parameters (`logged-models/{model_id}`) are fields of the message too, and win."""
     if request.method == "GET" and request.query:
         body: dict[str, Any] = rq.query_params(kind, request.query)
     else:
         body = rq.parse_json_body(await request.read())
-    return rq.decode(body, kind)
+    return rq.decode({**body, **request.match_info}, kind)
 
 
 def build_routes(db: AsyncDatabase) -> list[tuple[str, str, Handler]]:
@@ -44,6 +50,8 @@ def build_routes(db: AsyncDatabase) -> list[tuple[str, str, Handler]]:
     search_runs = endpoint(rq.SearchRuns, lambda m: runs.search_runs(db, m))
     get_history = endpoint(rq.GetMetricHistory, lambda m: history.get_metric_history(db, m))
     bulk_interval = endpoint(rq.GetMetricHistoryBulkInterval, lambda m: history.get_metric_history_bulk_interval(db, m))
+    get_model = endpoint(rq.GetLoggedModel, lambda m: logged_models.get_logged_model(db, m))
+    search_models = endpoint(rq.SearchLoggedModels, lambda m: logged_models.search_logged_models(db, m))
     return [
         ("GET", "/experiments/get", get_experiment),
         ("GET", "/experiments/get-by-name", get_by_name),
@@ -53,6 +61,8 @@ def build_routes(db: AsyncDatabase) -> list[tuple[str, str, Handler]]:
         ("POST", "/runs/search", search_runs),
         ("GET", "/metrics/get-history", get_history),
         ("GET", "/metrics/get-history-bulk-interval", bulk_interval),
+        ("GET", f"/logged-models/{MODEL_ID}", get_model),
+        ("POST", "/logged-models/search", search_models),
     ]
 
 

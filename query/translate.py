@@ -6,8 +6,9 @@ Safety rests on two rules, both enforced here:
   `params` and `tags` maps (encoding removes `.` and `$`, so a key cannot climb out of its map or
   become an operator);
 * user text is only ever a *value*: a string or number compared for equality/order, or a LIKE
-  pattern turned into a regex whose literal parts are escaped. No user text becomes a regex, an
-  operator, or part of an aggregation expression (where a leading `$` would be a field path).
+  pattern turned into a regex whose literal parts are escaped. No user text becomes a regex or an
+  operator; inside an aggregation expression (where a leading `$` would be a field path) it only
+  appears wrapped in `$literal`.
 
 Semantics follow MLflow's SQL store: a clause on a param/tag/metric only matches runs that have
 it (`!=` included); NaN metrics never satisfy a numeric comparison except `!=`; sorting puts
@@ -21,7 +22,16 @@ from dataclasses import dataclass
 from typing import Any
 
 from common.keys import encode_key
-from query.filters import ATTRIBUTE, DATASET, METRIC, PARAM, TAG, Clause, OrderTerm
+from query.filters import (
+    ATTRIBUTE,
+    DATASET,
+    METRIC,
+    PARAM,
+    TAG,
+    Clause,
+    ModelOrderTerm,
+    OrderTerm,
+)
 
 MONGO_OPS = {"=": "$eq", "!=": "$ne", ">": "$gt", ">=": "$gte", "<": "$lt", "<=": "$lte"}
 
@@ -226,4 +236,138 @@ def experiment_sort_plan(terms: list[OrderTerm]) -> SortPlan:
         keys.append(SortKey(_EXPERIMENT_ID_NUMBER, False))
     keys.append(SortKey("_id", True, nullable=False))
     computed = {_EXPERIMENT_ID_NUMBER: {"$convert": {"input": "$_id", "to": "long", "onError": None, "onNull": None}}}
+    return SortPlan(computed, keys)
+
+
+# --- logged models -----------------------------------------------------------------------------
+#
+# A logged model document embeds its metrics as a list of entries {key, value, nan, timestamp,
+# step, run_id, dataset_name, dataset_digest, ...} (every point logged with its model_id).
+
+MODEL_ATTRIBUTE_FIELDS = {
+    "model_id": "_id", "name": "name", "experiment_id": "experiment_id", "artifact_location": "artifact_location",
+    "creation_timestamp_ms": "creation_timestamp_ms", "last_updated_timestamp_ms": "last_updated_timestamp_ms",
+    "status": "status", "lifecycle_stage": "lifecycle_stage", "model_type": "model_type",
+    "source_run_id": "source_run_id", "status_message": "status_message",
+}
+# Stored status names in the SQL store's integer order (LoggedModelStatus.to_int).
+MODEL_STATUSES = ["LOGGED_MODEL_STATUS_UNSPECIFIED", "LOGGED_MODEL_PENDING", "LOGGED_MODEL_READY",
+                  "LOGGED_MODEL_UPLOAD_FAILED"]
+# A status in a filter may be the stored (proto) name, the client's LoggedModelStatus value
+# (what the file store compares with) or the SQL store's integer.
+_STATUS_NAMES = {
+    **{name: name for name in MODEL_STATUSES},
+    **{short: name for short, name in zip(["UNSPECIFIED", "PENDING", "READY", "FAILED"], MODEL_STATUSES)},
+    **{str(i): name for i, name in enumerate(MODEL_STATUSES)},
+}
+_ALWAYS_SET_MODEL_FIELDS = frozenset({"model_id", "name", "creation_timestamp_ms", "last_updated_timestamp_ms"})
+_MODEL_METRIC_LATEST_FIRST = {"timestamp": -1, "step": -1, "run_id": 1}
+
+
+def _status_value(value: Any) -> Any:
+    if isinstance(value, tuple):
+        return tuple(_STATUS_NAMES.get(v, v) for v in value)
+    return _STATUS_NAMES.get(value, value)
+
+
+def model_dataset_condition(datasets: list[tuple[str, str | None]]) -> dict[str, Any]:
+    """A metric entry on any of `datasets` ((name, digest or None for any digest))."""
+    return {"$or": [{"dataset_name": name, **({"dataset_digest": digest} if digest else {})}
+                    for name, digest in datasets]}
+
+
+def _model_metric_clause(clause: Clause, datasets: list[tuple[str, str | None]]) -> dict[str, Any]:
+    """Some metric entry of the model with this key (on one of `datasets`, if given) satisfies the
+    comparison, as the SQL store's join on logged_model_metrics does. NaN compares only with `!=`."""
+    if clause.comparator == "!=":
+        value: dict[str, Any] = {"$or": [{"value": {"$ne": clause.value}}, {"nan": True}]}
+    else:
+        value = {"value": {MONGO_OPS[clause.comparator]: clause.value}, "nan": {"$ne": True}}
+    conditions = [value, model_dataset_condition(datasets)] if datasets else [value]
+    # A field first: some wire servers read an $elemMatch that starts with an operator as a value match.
+    return {"metrics": {"$elemMatch": {"key": clause.key, "$and": conditions}}}
+
+
+def model_clause(clause: Clause, datasets: list[tuple[str, str | None]]) -> dict[str, Any]:
+    if clause.kind == METRIC:
+        return _model_metric_clause(clause, datasets)
+    if clause.kind in (PARAM, TAG):
+        return {entity_path(clause.kind, clause.key): string_condition(clause.comparator, clause.value)}
+    field = MODEL_ATTRIBUTE_FIELDS[clause.key]
+    if clause.key in ("creation_timestamp_ms", "last_updated_timestamp_ms"):
+        return {field: numeric_condition(clause.comparator, clause.value)}  # type: ignore[arg-type]
+    value = clause.value
+    if clause.key == "status" and clause.comparator not in ("LIKE", "ILIKE"):
+        value = _status_value(value)  # LIKE patterns match the stored names as they are
+    return {field: string_condition(clause.comparator, value)}
+
+
+def model_filter(experiment_ids: list[str], clauses: list[Clause],
+                 datasets: list[tuple[str, str | None]]) -> dict[str, Any]:
+    """The `$match` of a logged-models search: active models of the experiments, then the clauses.
+    Datasets without a metric clause still require a metric entry on one of them (as the SQL store)."""
+    query: dict[str, Any] = {"experiment_id": {"$in": experiment_ids}, "lifecycle_stage": "active"}
+    conditions = [model_clause(c, datasets) for c in clauses]
+    if datasets and not any(c.kind == METRIC for c in clauses):
+        names = sorted({name for name, _ in datasets})
+        conditions.append({"metrics": {"$elemMatch": {"dataset_name": {"$in": names},
+                                                      **model_dataset_condition(datasets)}}})
+    if conditions:
+        query["$and"] = conditions
+    return query
+
+
+def _latest_model_metric(term: ModelOrderTerm) -> dict[str, Any]:
+    """The model's latest entry (timestamp, then step; lowest run_id on ties) for the term's key and
+    dataset, like the SQL store's row_number() window; missing when the model has none."""
+    conditions = [{"$eq": ["$$m.key", {"$literal": term.key}]}]
+    if term.dataset_name:
+        conditions.append({"$eq": ["$$m.dataset_name", {"$literal": term.dataset_name}]})
+    if term.dataset_digest:
+        conditions.append({"$eq": ["$$m.dataset_digest", {"$literal": term.dataset_digest}]})
+    entries = {"$filter": {"input": {"$ifNull": ["$metrics", []]}, "as": "m", "cond": {"$and": conditions}}}
+    return {"$first": {"$sortArray": {"input": entries, "sortBy": _MODEL_METRIC_LATEST_FIRST}}}
+
+
+def _model_metric_sort_fields(term: ModelOrderTerm) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(flag, value) as for runs: values (0), then NaN (1), then models without the metric (2)."""
+    latest = _latest_model_metric(term)
+    is_nan = {"$eq": ["$$latest.nan", True]}
+    flag = {"$cond": [{"$eq": [{"$ifNull": ["$$latest", None]}, None]}, 2, {"$cond": [is_nan, 1, 0]}]}
+    value = {"$cond": [is_nan, None, {"$ifNull": ["$$latest.value", None]}]}
+    return ({"$let": {"vars": {"latest": latest}, "in": flag}},
+            {"$let": {"vars": {"latest": latest}, "in": value}})
+
+
+def _model_attribute_sort_value(key: str) -> dict[str, Any]:
+    if key == "status":  # the SQL store orders its integer status
+        return {"$indexOfArray": [MODEL_STATUSES, "$status"]}
+    if key == "experiment_id":  # an INTEGER column in the SQL store
+        return {"$convert": {"input": "$experiment_id", "to": "long", "onError": None, "onNull": None}}
+    return {"$ifNull": [f"${MODEL_ATTRIBUTE_FIELDS[key]}", None]}
+
+
+def model_sort_plan(terms: list[ModelOrderTerm]) -> SortPlan:
+    """The SQL store's order: each term with nulls last, then creation_timestamp DESC and model_id
+    unless the terms already name them."""
+    computed: dict[str, Any] = {}
+    keys: list[SortKey] = []
+    for i, term in enumerate(terms):
+        if term.kind == ATTRIBUTE and term.key in _ALWAYS_SET_MODEL_FIELDS:
+            keys.append(SortKey(MODEL_ATTRIBUTE_FIELDS[term.key], term.ascending, nullable=False))
+            continue
+        flag_field, value_field = f"_o{i}f", f"_o{i}v"
+        if term.kind == METRIC:
+            computed[flag_field], computed[value_field] = _model_metric_sort_fields(term)
+        else:
+            value = _model_attribute_sort_value(term.key)
+            computed[flag_field] = {"$cond": [{"$eq": [value, None]}, 1, 0]}
+            computed[value_field] = value
+        keys.append(SortKey(flag_field, True, nullable=False))
+        keys.append(SortKey(value_field, term.ascending))
+    named = {k.field for k in keys}
+    if "creation_timestamp_ms" not in named:
+        keys.append(SortKey("creation_timestamp_ms", False, nullable=False))
+    if "_id" not in named:
+        keys.append(SortKey("_id", True, nullable=False))
     return SortPlan(computed, keys)

@@ -46,7 +46,7 @@ class DataWriter:
     async def apply(self, *events: ev.Event) -> None:
         now = int(time.time() * 1000)
         envelopes = [
-            ev.Envelope(id=uuid.uuid4().hex, partition_key=getattr(e, "run_id", None) or e.experiment_id,
+            ev.Envelope(id=uuid.uuid4().hex, partition_key=ev.partition_key(e),
                         published_at=now, event=e)
             for e in events
         ]

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
+from urllib.parse import quote
 
 import msgspec
 from aiohttp import web
@@ -50,6 +51,13 @@ SCHEMAS: dict[type, v.Schema] = {
     MultipartComplete: {"path": (v.REQUIRED, v.STRING), "upload_id": (v.STRING,), "parts": (v.REQUIRED,)},
     MultipartAbort: {"path": (v.REQUIRED, v.STRING), "upload_id": (v.STRING,)},
 }
+
+
+def multipart_destination(dir_path: str, client_file: str | None) -> str:
+    """MLflow's multipart protocol names the artifact *directory* in the URL and the client's
+    local file in the body: the artifact is `<dir>/<basename of the local file>`."""
+    name = (client_file or "").replace("\\", "/").rsplit("/", 1)[-1]
+    return safe_relative_path(f"{dir_path}/{name}" if dir_path else name)
 
 
 def artifact_path(request: web.Request, marker: str) -> str:
@@ -136,10 +144,11 @@ def add_artifact_routes(app: web.Application, service: ArtifactService) -> None:
         return decode_message(parse_json_body(await request.read()), kind, SCHEMAS[kind])
 
     async def mpu_create(request: web.Request) -> web.Response:
-        path = artifact_path(request, "/mpu/create/")
+        req = await body(request, MultipartCreate)
+        path = multipart_destination(artifact_path(request, "/mpu/create/"), req.path)
         prefix = next(p for p in PREFIXES if request.path.startswith(p))
-        part_url = f"{_base_url(request)}{prefix}/mpu/upload/{path}"
-        return web.json_response(await service.create_multipart(path, await body(request, MultipartCreate), part_url))
+        part_url = f"{_base_url(request)}{prefix}/mpu/upload/{quote(path)}"
+        return web.json_response(await service.create_multipart(path, req, part_url))
 
     async def mpu_upload(request: web.Request) -> web.Response:
         path = artifact_path(request, "/mpu/upload/")
@@ -152,11 +161,13 @@ def add_artifact_routes(app: web.Application, service: ArtifactService) -> None:
         return web.Response(status=200, headers={"ETag": etag})
 
     async def mpu_complete(request: web.Request) -> web.Response:
-        await service.complete_multipart(artifact_path(request, "/mpu/complete/"), await body(request, MultipartComplete))
+        req = await body(request, MultipartComplete)
+        await service.complete_multipart(multipart_destination(artifact_path(request, "/mpu/complete/"), req.path), req)
         return web.json_response({})
 
     async def mpu_abort(request: web.Request) -> web.Response:
-        await service.abort_multipart(artifact_path(request, "/mpu/abort/"), await body(request, MultipartAbort))
+        req = await body(request, MultipartAbort)
+        await service.abort_multipart(multipart_destination(artifact_path(request, "/mpu/abort/"), req.path), req)
         return web.json_response({})
 
     for prefix in PREFIXES:

@@ -99,7 +99,8 @@ def test_legacy_run_helpers(stack: Stack, client: MlflowClient, run, tmp_path: P
     assert listing["files"] == [{"path": "legacy/legacy.txt", "is_dir": False, "file_size": 5}]
 
 
-def test_multipart_upload_through_the_stock_client(client: MlflowClient, run, tmp_path: Path, monkeypatch) -> None:
+def test_multipart_upload_through_the_stock_client(stack: Stack, client: MlflowClient, run, tmp_path: Path,
+                                                  monkeypatch) -> None:
     monkeypatch.setenv("MLFLOW_ENABLE_PROXY_MULTIPART_UPLOAD", "true")
     monkeypatch.setenv("MLFLOW_MULTIPART_UPLOAD_MINIMUM_FILE_SIZE", str(1024 * 1024))
     monkeypatch.setenv("MLFLOW_MULTIPART_UPLOAD_CHUNK_SIZE", str(5 * 1024 * 1024))
@@ -109,6 +110,15 @@ def test_multipart_upload_through_the_stock_client(client: MlflowClient, run, tm
     client.log_artifact(run.info.run_id, str(big), "mpu")  # 3 parts
     out = Path(client.download_artifacts(run.info.run_id, "mpu/big.bin", str(tmp_path / "dl")))
     assert hashlib.sha256(out.read_bytes()).digest() == hashlib.sha256(data).digest()
+    writes = stack.url("ingest") if "ingest" in stack.ports else stack.url("uri")
+    metrics = requests.get(writes + "/metrics", timeout=10).text
+    def count(route: str) -> float:
+        return sum(float(line.rsplit(" ", 1)[1]) for line in metrics.splitlines()
+                   if line.startswith("genesis_http_requests_total{") and f'route="{route}"' in line
+                   and 'status="200"' in line)
+
+    assert count("/api/2.0/mlflow-artifacts/mpu/complete/{path}") >= 1  # it really went multipart
+    assert count("/api/2.0/mlflow-artifacts/mpu/upload/{path}") >= 3
 
 
 # --- path traversal -------------------------------------------------------------------------

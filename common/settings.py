@@ -39,6 +39,7 @@ class Settings(msgspec.Struct, kw_only=True):
     batch_max_points: int = 50_000
     batch_max_wait_ms: int = 5
     metric_bucket_size: int = 1000
+    writer_rebalance_interval_s: float = 2.0  # 0 turns partition balancing off
     # --- ingest ---
     run_cache_ttl_s: float = 2.0
     max_artifact_bytes: int = 20 * 1024**3
@@ -77,6 +78,7 @@ _ENV: dict[str, tuple[str, ...]] = {
     "batch_max_points": ("GENESIS_FLOW_BATCH_MAX_POINTS",),
     "batch_max_wait_ms": ("GENESIS_FLOW_BATCH_MAX_WAIT_MS",),
     "metric_bucket_size": ("GENESIS_FLOW_METRIC_BUCKET_SIZE",),
+    "writer_rebalance_interval_s": ("GENESIS_FLOW_WRITER_REBALANCE_INTERVAL_S",),
     "run_cache_ttl_s": ("GENESIS_FLOW_RUN_CACHE_TTL_S",),
     "max_artifact_bytes": ("GENESIS_FLOW_MAX_ARTIFACT_BYTES",),
     "max_concurrent_uploads": ("GENESIS_FLOW_MAX_CONCURRENT_UPLOADS",),

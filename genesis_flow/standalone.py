@@ -123,8 +123,8 @@ def build_app(settings: Settings, db, registry: CollectorRegistry) -> web.Applic
 async def run_standalone(settings: Settings, data_dir: Path) -> None:
     from genesis_flow.cli import serve
 
-    # The in-process queue is memory: only committed acks are offered.
-    settings = msgspec.structs.replace(settings, ack_mode="committed")
+    # The in-process queue is memory: only committed acks are offered. One writer: no balancing.
+    settings = msgspec.structs.replace(settings, ack_mode="committed", writer_rebalance_interval_s=0)
     data_dir = data_dir.resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
     if not os.environ.get("GENESIS_FLOW_ARTIFACT_ROOT") and not os.environ.get("MLFLOW_DEFAULT_ARTIFACT_ROOT"):

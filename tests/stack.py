@@ -63,16 +63,18 @@ class Stack:
     def url(self, tier: str) -> str:
         return f"http://127.0.0.1:{self.ports[tier]}"
 
-    def start(self, tier: str, wait_ready: bool = True, timeout: float = 60) -> None:
+    def start(self, tier: str, wait_ready: bool = True, timeout: float = 60, name: str | None = None) -> None:
+        """Start `tier` as process `name` (default: the tier; give replicas their own names)."""
+        name = name or tier
         if tier == "standalone":
             self.env.pop("GENESIS_FLOW_ARTIFACT_ROOT", None)
-        port = self.ports.setdefault(tier, free_port())
-        log = open(self.workdir / f"{tier}.log", "ab")
-        self.procs[tier] = subprocess.Popen(
+        port = self.ports.setdefault(name, free_port())
+        log = open(self.workdir / f"{name}.log", "ab")
+        self.procs[name] = subprocess.Popen(
             _command(tier, port, self.workdir), cwd=REPO, env=self.env, stdout=log, stderr=subprocess.STDOUT,
         )
         if wait_ready:
-            self.wait_ready(tier, timeout)
+            self.wait_ready(name, timeout)
 
     def wait_ready(self, tier: str, timeout: float = 60) -> None:
         deadline = time.monotonic() + timeout

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
+import os
+import signal
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -15,10 +18,12 @@ from pymongo.asynchronous.database import AsyncDatabase
 from common.settings import Settings
 from common.transport import WriterTransport
 from common.web import HttpMetrics, add_ops_routes, mlflow_middleware, run_checks
+from writer.balancer import Balancer
 from writer.consumer import Consumer
 from writer.metrics import WriterMetrics
 
 Probes = dict[str, Callable[[], Awaitable[Any]]]
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -33,6 +38,7 @@ async def running(consumer: Consumer) -> AsyncIterator[asyncio.Task]:
     """Start consuming; on exit stop the loop (unacked events are redelivered to the next writer)."""
     await consumer.start()
     task = asyncio.create_task(consumer.run_forever(), name="writer-consumer")
+    task.add_done_callback(_stop_process_if_crashed)
     try:
         yield task
     finally:
@@ -41,13 +47,30 @@ async def running(consumer: Consumer) -> AsyncIterator[asyncio.Task]:
             await task
 
 
+def _stop_process_if_crashed(task: asyncio.Task) -> None:
+    """A consumer that died of a bug must not leave a writer that looks healthy but applies
+    nothing: stop the process (its unacked events go to another writer; it gets restarted)."""
+    if not task.cancelled() and task.exception() is not None:
+        log.critical("the writer pipeline crashed; stopping", exc_info=task.exception())
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
 def install(app: web.Application, settings: Settings, deps: WriterDeps) -> Probes:
     """Run the consumer for the lifetime of `app`; return the writer's readiness probes."""
     consumer = Consumer(settings, deps.db, deps.transport, WriterMetrics(deps.registry))
+    balancer = Balancer(deps.db, consumer, settings.instance_id, settings.partitions,
+                        settings.writer_rebalance_interval_s)
 
     async def lifecycle(_: web.Application) -> AsyncIterator[None]:
         async with running(consumer):
+            balancing = (asyncio.create_task(balancer.run_forever(), name="writer-balancer")
+                         if settings.writer_rebalance_interval_s > 0 else None)
             yield
+            if balancing is not None:
+                balancing.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await balancing
+                await balancer.leave()
         await deps.transport.close()
 
     async def store_writes() -> None:

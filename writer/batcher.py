@@ -18,6 +18,18 @@ class Batch:
     poison: list[tuple[Delivery, str]] = field(default_factory=list)
     points: int = 0
 
+    def without_stale(self) -> "Batch":
+        """Drop deliveries the broker took back (their channel closed): another writer, or this
+        one again, applies them in order on redelivery; applying them now could reorder."""
+        if not any(d.stale for d in self.deliveries):
+            return self
+        return Batch(
+            deliveries=[d for d in self.deliveries if not d.stale],
+            events=[(d, e) for d, e in self.events if not d.stale],
+            poison=[(d, r) for d, r in self.poison if not d.stale],
+            points=self.points,
+        )
+
 
 def decode_into(batch: Batch, delivery: Delivery) -> None:
     batch.deliveries.append(delivery)

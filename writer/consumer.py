@@ -48,11 +48,27 @@ class Consumer:
         self._transport = transport
         self._metrics = metrics
         self._inbox: asyncio.Queue[Delivery] = asyncio.Queue()
+        self._applying = asyncio.Lock()  # a batch is applied, or a partition released, never both
+        self._last_delivery: dict[int, float] = {}
         self.store_healthy = True
         self.batches_committed = 0
 
     def on_delivery(self, delivery: Delivery) -> None:
+        self._last_delivery[delivery.partition] = time.monotonic()
         self._inbox.put_nowait(delivery)
+
+    def busy_partitions(self, within_s: float) -> set[int]:
+        """Partitions this writer received events from lately: the ones it is active on."""
+        cutoff = time.monotonic() - within_s
+        return {p for p, t in self._last_delivery.items() if t >= cutoff}
+
+    async def release(self, partition: int) -> None:
+        """Hand `partition` to another writer between batches. Its events still in our inbox
+        become stale with the channel and are skipped; the broker redelivers them, in order,
+        to the writer that takes over."""
+        async with self._applying:
+            await self._transport.release(partition)
+            self._last_delivery.pop(partition, None)
 
     async def start(self) -> None:
         await self._transport.start(self.on_delivery)
@@ -62,7 +78,8 @@ class Consumer:
         while True:
             batch = await collect(self._inbox, max_events=s.batch_max_events, max_points=s.batch_max_points,
                                   max_wait_s=s.batch_max_wait_ms / 1000)
-            await self.process(batch)
+            async with self._applying:
+                await self.process(batch.without_stale())
 
     async def process(self, batch: Batch) -> None:
         for delivery, reason in batch.poison:

@@ -129,6 +129,15 @@ class AmqpIngestTransport:
             await self._conn.close()
 
 
+def _channel_of(message: AbstractIncomingMessage):
+    """The open channel a message came on, or None once that channel closed."""
+    try:
+        channel = message.channel
+    except aiormq.exceptions.ChannelInvalidStateError:
+        return None
+    return None if channel.is_closed else channel
+
+
 class AmqpDelivery:
     __slots__ = ("message", "body", "partition", "redelivered")
 
@@ -138,29 +147,53 @@ class AmqpDelivery:
         self.partition = partition
         self.redelivered = bool(message.redelivered)
 
+    @property
+    def stale(self) -> bool:
+        """Its channel closed (released partition, lost connection): the broker has already
+        put it back in the queue for whoever consumes the partition now."""
+        return _channel_of(self.message) is None
+
 
 class AmqpWriterTransport:
-    """Consumes every partition (single-active-consumer decides who applies it) on one channel."""
+    """One channel per partition, each consuming its queue. Single-active-consumer lets one
+    writer apply a partition at a time; the others wait as hot standbys. `release` closes a
+    partition's channel (the broker returns its unacked events to the head of the queue and
+    activates the next waiting writer) and subscribes again at the back of the line."""
 
-    def __init__(self, settings: Settings, partitions: list[int] | None = None):
+    def __init__(self, settings: Settings):
         self._settings = settings
-        self._partitions = partitions if partitions is not None else list(range(settings.partitions))
         self._conn: AbstractRobustConnection | None = None
-        self._consume: AbstractChannel | None = None
+        self._channels: dict[int, AbstractChannel] = {}
         self._publish: AbstractChannel | None = None
+        self._on_delivery: DeliveryHandler | None = None
 
     async def start(self, on_delivery: DeliveryHandler) -> None:
+        self._on_delivery = on_delivery
         self._conn = await connect(self._settings, "writer")
         self._publish = await self._conn.channel(publisher_confirms=True)
-        self._consume = await self._conn.channel(publisher_confirms=False)
-        await self._consume.set_qos(prefetch_count=self._settings.prefetch)
-        queues = await declare_topology(self._consume, self._settings)
-        for partition in self._partitions:
-            def make_cb(p: int):
-                async def cb(message: AbstractIncomingMessage) -> None:
-                    on_delivery(AmqpDelivery(message, p))
-                return cb
-            await queues[partition].consume(make_cb(partition), no_ack=False)
+        await declare_topology(self._publish, self._settings)
+        for partition in range(self._settings.partitions):
+            await self._subscribe(partition)
+
+    async def _subscribe(self, partition: int) -> None:
+        assert self._conn is not None and self._on_delivery is not None
+        channel = await self._conn.channel(publisher_confirms=False)
+        await channel.set_qos(prefetch_count=self._settings.prefetch)
+        queue = await channel.declare_queue(events_queue(self._settings.queue_prefix, partition), durable=True,
+                                            arguments=events_queue_arguments(self._settings))
+        on_delivery = self._on_delivery
+
+        async def deliver(message: AbstractIncomingMessage) -> None:
+            on_delivery(AmqpDelivery(message, partition))
+
+        await queue.consume(deliver, no_ack=False)
+        self._channels[partition] = channel
+
+    async def release(self, partition: int) -> None:
+        channel = self._channels.pop(partition, None)
+        if channel is not None:
+            await channel.close()
+        await self._subscribe(partition)
 
     async def ack(self, deliveries: list[Any]) -> None:
         # One ack(multiple) per underlying channel: deliveries arrive in tag order on a channel
@@ -169,8 +202,8 @@ class AmqpWriterTransport:
         # and the writer's idempotent apply makes that harmless.
         last: dict[int, AbstractIncomingMessage] = {}
         for d in deliveries:
-            ch = d.message.channel
-            if not ch.is_closed:
+            ch = _channel_of(d.message)
+            if ch is not None:
                 last[id(ch)] = d.message
         for message in last.values():
             try:

@@ -21,6 +21,11 @@ class Delivery(Protocol):
     partition: int
     redelivered: bool
 
+    @property
+    def stale(self) -> bool:
+        """True once the broker has taken it back (it will be delivered again)."""
+        ...
+
 
 NoticeHandler = Callable[[bytes], None]
 DeliveryHandler = Callable[[Delivery], None]
@@ -53,6 +58,10 @@ class WriterTransport(Protocol):
     async def start(self, on_delivery: DeliveryHandler) -> None: ...
 
     async def ack(self, deliveries: list[Delivery]) -> None: ...
+
+    async def release(self, partition: int) -> None:
+        """Hand the partition to the next waiting writer; keep standing by for it."""
+        ...
 
     async def dead_letter(self, delivery: Delivery, reason: str) -> None: ...
 

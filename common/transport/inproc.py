@@ -16,6 +16,7 @@ log = logging.getLogger(__name__)
 
 class InprocDelivery:
     __slots__ = ("body", "partition", "redelivered")
+    stale = False  # one process, one consumer: nothing is ever handed to another writer
 
     def __init__(self, body: bytes, partition: int):
         self.body = body
@@ -73,6 +74,9 @@ class _WriterSide:
 
     async def ack(self, deliveries: list) -> None:
         self._b._backlog -= len(deliveries)
+
+    async def release(self, partition: int) -> None:
+        return None
 
     async def dead_letter(self, delivery: InprocDelivery, reason: str) -> None:
         log.error("dead-lettered event in standalone mode: %s", reason)

@@ -16,6 +16,8 @@ Layout (read paths decide it):
   like runs; ``metrics`` is the list of metric points logged with this ``model_id``.
 * ``artifacts``: metadata of stored artifacts (size, checksum, owner run or model), ``_id`` =
   the proxied path. The bytes live in the artifact store (Azure Blob or files), never here.
+* ``writers``: writer heartbeats, for spreading partitions over writer replicas
+  (``writer/balancer.py``).
 * ``counters``: the experiment id sequence (ids are unique across ingest replicas).
 
 Shard keys (applied only when connected to a mongos):

@@ -298,3 +298,17 @@ def test_health_ready_and_metrics(stack: Stack) -> None:
     assert requests.get(stack.url("uri") + "/health", timeout=10).json() == {"status": "ok"}
     assert requests.get(stack.url("uri") + "/ready", timeout=10).status_code == 200
     assert "genesis_http_requests_total" in requests.get(stack.url("uri") + "/metrics", timeout=10).text
+
+
+def test_router_answers_503_json_when_no_replica_answers(services) -> None:
+    from tests.services import free_port, start_nginx
+    from tests.stack import router_config
+
+    dead = f"127.0.0.1:{free_port()}"
+    port, stop = start_nginx(router_config("127.0.0.1:{{LISTEN_PORT}}", [dead], [dead]))
+    try:
+        resp = requests.post(f"http://127.0.0.1:{port}/api/2.0/mlflow/runs/log-metric", json={}, timeout=10)
+        assert resp.status_code == 503 and resp.headers["Retry-After"] == "1"
+        assert resp.json()["error_code"] == "TEMPORARILY_UNAVAILABLE"
+    finally:
+        stop()

@@ -22,7 +22,6 @@ log = logging.getLogger(__name__)
 
 _json = msgspec.json.Encoder(enc_hook=bson_enc_hook)
 
-ReadyCheck = Callable[[], Awaitable[dict[str, str]]]
 
 
 def json_response(payload: Any, status: int = 200) -> web.Response:
@@ -78,12 +77,23 @@ def mlflow_middleware(metrics: HttpMetrics):
     return middleware
 
 
-def add_ops_routes(app: web.Application, registry: CollectorRegistry, ready: ReadyCheck) -> None:
+Probes = dict[str, Callable[[], Awaitable[Any]]]
+
+
+def tier_app(tier: str, registry: CollectorRegistry, *, client_max_size: int = 1024**2) -> web.Application:
+    """An empty app with the shared middleware; each tier's `install` adds its routes."""
+    return web.Application(middlewares=[mlflow_middleware(HttpMetrics(registry, tier))],
+                           client_max_size=client_max_size)
+
+
+def add_ops_routes(app: web.Application, registry: CollectorRegistry, probes: Probes) -> None:
+    """`/health` (the process answers), `/ready` (every probe passes), `/metrics`."""
+
     async def health(_: web.Request) -> web.Response:
         return json_response({"status": "ok"})
 
     async def ready_handler(_: web.Request) -> web.Response:
-        checks = await ready()
+        checks = await run_checks(probes)
         ok = all(v == "ok" for v in checks.values())
         return json_response({"status": "ok" if ok else "unavailable", "checks": checks}, status=200 if ok else 503)
 

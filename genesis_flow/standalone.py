@@ -32,7 +32,7 @@ from common.artifacts import open_store
 from common.mongo import ensure_default_experiment, ensure_indexes, make_client
 from common.settings import Settings
 from common.transport.inproc import InprocBroker
-from common.web import HttpMetrics, add_ops_routes, mlflow_middleware, run_checks
+from common.web import add_ops_routes, tier_app
 
 log = logging.getLogger(__name__)
 
@@ -103,8 +103,7 @@ def build_app(settings: Settings, db, registry: CollectorRegistry) -> web.Applic
 
     store = open_store(settings.artifact_root, settings.azure_connection_string)
     broker = InprocBroker()
-    app = web.Application(middlewares=[mlflow_middleware(HttpMetrics(registry, "standalone"))],
-                          client_max_size=CLIENT_MAX_SIZE)
+    app = tier_app("standalone", registry, client_max_size=CLIENT_MAX_SIZE)
     probes = {}
     for tier, tier_probes in (
         ("writer", install_writer(app, settings, WriterDeps(db, broker.writer, registry))),
@@ -113,10 +112,7 @@ def build_app(settings: Settings, db, registry: CollectorRegistry) -> web.Applic
     ):
         probes.update({f"{tier}.{name}": probe for name, probe in tier_probes.items()})
 
-    async def ready() -> dict[str, str]:
-        return await run_checks(probes)
-
-    add_ops_routes(app, registry, ready)
+    add_ops_routes(app, registry, probes)
     return app
 
 

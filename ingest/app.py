@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Any
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry
@@ -14,7 +13,7 @@ from common.artifacts import ArtifactStore
 from common.mongo import ensure_default_experiment
 from common.settings import Settings
 from common.transport import IngestTransport
-from common.web import HttpMetrics, add_ops_routes, mlflow_middleware, run_checks
+from common.web import Probes, add_ops_routes, tier_app
 from ingest.artifacts import ArtifactService, add_artifact_routes
 from ingest.bus import EventBus
 from ingest.lookups import Lookups
@@ -25,7 +24,6 @@ from ingest.service import IngestService
 
 CLIENT_MAX_SIZE = 16 * 1024 * 1024  # JSON bodies; artifact uploads stream and are not bound by it
 
-Probes = dict[str, Callable[[], Awaitable[Any]]]
 
 
 @dataclass
@@ -57,12 +55,6 @@ def install(app: web.Application, settings: Settings, deps: IngestDeps) -> Probe
 
 
 def create_app(settings: Settings, deps: IngestDeps) -> web.Application:
-    app = web.Application(middlewares=[mlflow_middleware(HttpMetrics(deps.registry, "ingest"))],
-                          client_max_size=CLIENT_MAX_SIZE)
-    probes = install(app, settings, deps)
-
-    async def ready() -> dict[str, str]:
-        return await run_checks(probes)
-
-    add_ops_routes(app, deps.registry, ready)
+    app = tier_app("ingest", deps.registry, client_max_size=CLIENT_MAX_SIZE)
+    add_ops_routes(app, deps.registry, install(app, settings, deps))
     return app

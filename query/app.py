@@ -3,9 +3,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Any
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry
@@ -13,11 +12,9 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from common.artifacts import ArtifactStore
 from common.settings import Settings
-from common.web import HttpMetrics, add_ops_routes, mlflow_middleware, run_checks
+from common.web import Probes, add_ops_routes, tier_app
 from query.artifacts import add_artifact_routes
 from query.routes import add_routes
-
-Probes = dict[str, Callable[[], Awaitable[Any]]]
 
 
 @dataclass
@@ -28,8 +25,8 @@ class QueryDeps:
 
 
 def install(app: web.Application, settings: Settings, deps: QueryDeps) -> Probes:
-    """Add the read routes to `app`; return the readiness probes. The tier only reads, so it has
-    no lifecycle of its own (init-db / ingest create the Default experiment and the indexes)."""
+    """Add the read routes to `app`; return the readiness probes. The tier only reads (init-db
+    and ingest create the Default experiment and the indexes)."""
     add_routes(app, deps.db)
     add_artifact_routes(app, deps.artifacts, deps.db)
 
@@ -45,11 +42,6 @@ def install(app: web.Application, settings: Settings, deps: QueryDeps) -> Probes
 
 
 def create_app(settings: Settings, deps: QueryDeps) -> web.Application:
-    app = web.Application(middlewares=[mlflow_middleware(HttpMetrics(deps.registry, "query"))])
-    probes = install(app, settings, deps)
-
-    async def ready() -> dict[str, str]:
-        return await run_checks(probes)
-
-    add_ops_routes(app, deps.registry, ready)
+    app = tier_app("query", deps.registry)
+    add_ops_routes(app, deps.registry, install(app, settings, deps))
     return app

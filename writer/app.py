@@ -7,9 +7,8 @@ import contextlib
 import logging
 import os
 import signal
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Any
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry
@@ -17,12 +16,11 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from common.settings import Settings
 from common.transport import WriterTransport
-from common.web import HttpMetrics, add_ops_routes, mlflow_middleware, run_checks
+from common.web import Probes, add_ops_routes, tier_app
 from writer.balancer import Balancer
 from writer.consumer import Consumer
 from writer.metrics import WriterMetrics
 
-Probes = dict[str, Callable[[], Awaitable[Any]]]
 log = logging.getLogger(__name__)
 
 
@@ -82,11 +80,6 @@ def install(app: web.Application, settings: Settings, deps: WriterDeps) -> Probe
 
 
 def create_app(settings: Settings, deps: WriterDeps) -> web.Application:
-    app = web.Application(middlewares=[mlflow_middleware(HttpMetrics(deps.registry, "writer"))])
-    probes = install(app, settings, deps)
-
-    async def ready() -> dict[str, str]:
-        return await run_checks(probes)
-
-    add_ops_routes(app, deps.registry, ready)
+    app = tier_app("writer", deps.registry)
+    add_ops_routes(app, deps.registry, install(app, settings, deps))
     return app

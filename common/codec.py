@@ -9,4 +9,4 @@ def bson_enc_hook(obj: Any) -> Any:
     # PyMongo decodes BSON int64 as bson.Int64, an int subclass msgspec does not encode itself.
     if isinstance(obj, int):
         return int(obj)
-    raise NotImplementedError(f"cannot encode {type(obj).__name__}")
+    raise TypeError(f"cannot encode {type(obj).__name__}")

@@ -13,6 +13,7 @@ Ingest and the migration tool call these same functions.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import posixpath
@@ -177,11 +178,20 @@ def path_not_unique(name: str) -> bool:
     return norm != name or norm == "." or norm.startswith("..") or norm.startswith("/")
 
 
-def _check_name(name: str, path: str) -> None:
+@functools.lru_cache(maxsize=8192)
+def _name_problem(name: str) -> str | None:
+    """Why `name` is not a valid key, or None. Cached: a batch repeats the same few keys."""
     if not NAME_RE.match(name):
-        raise MlflowError.invalid(invalid_value(path, name, bad_character_message()))
+        return bad_character_message()
     if path_not_unique(name):
-        raise MlflowError.invalid(invalid_value(path, name, bad_path_message(name)))
+        return bad_path_message(name)
+    return None
+
+
+def _check_name(name: str, path: str) -> None:
+    problem = _name_problem(name)
+    if problem is not None:
+        raise MlflowError.invalid(invalid_value(path, name, problem))
 
 
 def validate_length(entity: str, limit: int, value: str | None) -> None:

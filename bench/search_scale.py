@@ -33,10 +33,11 @@ FILTER = "metrics.rmse < 0.5 and params.model = 'tree'"
 ORDER = ["metrics.rmse DESC"]
 
 
-def run_doc(i: int, exp: str) -> dict:
+def run_doc(i: int, exp: str, experiments: int = 1) -> dict:
     doc = new_run_document(run_id=uuid.uuid4().hex, experiment_id=exp, user_id="bench", run_name=f"r{i}",
                            start_time=1_700_000_000_000 + i, artifact_uri="x", tags=[("mlflow.runName", f"r{i}")])
-    doc["params"] = {"model": "tree" if i % 2 else "linear", "lr": str(i % 7)}
+    nth = i // experiments  # position within its experiment: half of each experiment is "tree"
+    doc["params"] = {"model": "tree" if nth % 2 else "linear", "lr": str(i % 7)}
     doc["metrics"] = {"rmse": {"v": (i * 7919 % 1000) / 1000, "t": 1, "s": 0, "nan": False},
                       "acc": {"v": 0.5, "t": 1, "s": 0, "nan": False}}
     doc["mb"] = {"rmse": {"seq": 0, "n": 1, "tc": -1}, "acc": {"seq": 0, "n": 1, "tc": -1}}
@@ -69,6 +70,8 @@ async def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, nargs="+", default=[5000, 50000])
     parser.add_argument("--queries", type=int, default=20)
+    parser.add_argument("--experiments", type=int, default=1,
+                        help="spread the runs over this many experiments; the search names one of them")
     parser.add_argument("--mongodb-uri", default="mongodb://127.0.0.1:27017/?directConnection=true")
     args = parser.parse_args()
     client = AsyncMongoClient(args.mongodb_uri)
@@ -81,12 +84,13 @@ async def main() -> int:
         for target in sorted(args.runs):
             start = time.perf_counter()
             while stored < target:
-                batch = [run_doc(i, exp) for i in range(stored, min(target, stored + 2000))]
+                batch = [run_doc(i, str(1 + i % args.experiments), args.experiments)
+                         for i in range(stored, min(target, stored + 2000))]
                 await db[RUNS].insert_many(batch, ordered=False)
                 stored += len(batch)
             load_s = time.perf_counter() - start
             timings, n, explain = await measure(db, exp, args.queries)
-            print(f"\n{target:>7} runs in the experiment (loaded in {load_s:.1f}s): "
+            print(f"\n{target:>7} runs, {target // args.experiments} in the searched experiment (loaded in {load_s:.1f}s): "
                   f"p50 {statistics.median(timings):.1f} ms, p95 {sorted(timings)[int(len(timings) * 0.95) - 1]:.1f} ms, "
                   f"{n} rows on the first page")
             print("winning plan:", json.dumps(winning_plan(explain), default=str)[:1500])

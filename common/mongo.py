@@ -39,7 +39,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, IndexModel
+from prometheus_client import CollectorRegistry, Counter, Gauge
+from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, IndexModel, monitoring
 from pymongo.asynchronous.database import AsyncDatabase
 
 log = logging.getLogger(__name__)
@@ -94,9 +95,51 @@ SHARD_KEYS: dict[str, dict[str, Any]] = {
 }
 
 
-def make_client(uri: str, *, app_name: str, **kwargs: Any) -> AsyncMongoClient:
-    # tz_aware off, small server-selection timeout so /ready and writer retries react quickly.
-    return AsyncMongoClient(uri, appname=app_name, serverSelectionTimeoutMS=5000, connectTimeoutMS=5000, **kwargs)
+class PoolMetrics(monitoring.ConnectionPoolListener):
+    """MongoDB connection pool gauges for /metrics (`genesis_mongodb_connection_pool_*`)."""
+
+    def __init__(self, registry: CollectorRegistry):
+        self.open = Gauge("genesis_mongodb_connection_pool_connections", "Open pooled connections",
+                          ["address"], registry=registry)
+        self.checked_out = Gauge("genesis_mongodb_connection_pool_checked_out", "Connections in use",
+                                 ["address"], registry=registry)
+        self.wait_failures = Counter("genesis_mongodb_connection_pool_checkout_failures",
+                                     "Failed connection check-outs (pool exhausted, timeouts)", ["address"],
+                                     registry=registry)
+
+    @staticmethod
+    def _addr(event: Any) -> str:
+        host, port = event.address
+        return f"{host}:{port}"
+
+    def connection_created(self, event: Any) -> None:
+        self.open.labels(self._addr(event)).inc()
+
+    def connection_closed(self, event: Any) -> None:
+        self.open.labels(self._addr(event)).dec()
+
+    def connection_checked_out(self, event: Any) -> None:
+        self.checked_out.labels(self._addr(event)).inc()
+
+    def connection_checked_in(self, event: Any) -> None:
+        self.checked_out.labels(self._addr(event)).dec()
+
+    def connection_check_out_failed(self, event: Any) -> None:
+        self.wait_failures.labels(self._addr(event)).inc()
+
+    def pool_created(self, event: Any) -> None: ...
+    def pool_ready(self, event: Any) -> None: ...
+    def pool_cleared(self, event: Any) -> None: ...
+    def pool_closed(self, event: Any) -> None: ...
+    def connection_ready(self, event: Any) -> None: ...
+    def connection_check_out_started(self, event: Any) -> None: ...
+
+
+def make_client(uri: str, *, app_name: str, registry: CollectorRegistry | None = None, **kwargs: Any) -> AsyncMongoClient:
+    # Small server-selection timeout so /ready and writer retries react quickly.
+    listeners = [PoolMetrics(registry)] if registry is not None else []
+    return AsyncMongoClient(uri, appname=app_name, serverSelectionTimeoutMS=5000, connectTimeoutMS=5000,
+                            event_listeners=listeners, **kwargs)
 
 
 async def ensure_default_experiment(db: AsyncDatabase, artifact_root_uri: str = "mlflow-artifacts:/0") -> None:

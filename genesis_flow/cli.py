@@ -113,10 +113,10 @@ async def serve(app: web.Application, host: str, port: int, banner: str) -> None
 
 
 @contextlib.asynccontextmanager
-async def mongo(settings: Settings, app_name: str) -> AsyncIterator[Any]:
+async def mongo(settings: Settings, app_name: str, registry: Any = None) -> AsyncIterator[Any]:
     from common.mongo import make_client
 
-    client = make_client(settings.mongodb_uri, app_name=app_name, w="majority")
+    client = make_client(settings.mongodb_uri, app_name=app_name, registry=registry, w="majority")
     try:
         yield client
     finally:
@@ -132,8 +132,9 @@ async def run_ingest(settings: Settings) -> None:
     from ingest.app import IngestDeps, create_app
 
     setup_tracing("genesis-flow-ingest")
-    async with mongo(settings, "genesis-flow-ingest") as client:
-        deps = IngestDeps(client[settings.mongodb_db], AmqpIngestTransport(settings), CollectorRegistry(),
+    registry = CollectorRegistry()
+    async with mongo(settings, "genesis-flow-ingest", registry) as client:
+        deps = IngestDeps(client[settings.mongodb_db], AmqpIngestTransport(settings), registry,
                           open_store(settings.artifact_root, settings.azure_connection_string))
         await serve(create_app(settings, deps), settings.host, settings.port, "genesis-flow ingest")
 
@@ -147,10 +148,11 @@ async def run_writer(settings: Settings) -> None:
     from writer.app import WriterDeps, create_app
 
     setup_tracing("genesis-flow-writer")
-    async with mongo(settings, "genesis-flow-writer") as client:
+    registry = CollectorRegistry()
+    async with mongo(settings, "genesis-flow-writer", registry) as client:
         db = client[settings.mongodb_db]
         await ensure_indexes(db)  # the unique bucket index is part of the idempotency contract
-        deps = WriterDeps(db, AmqpWriterTransport(settings), CollectorRegistry())
+        deps = WriterDeps(db, AmqpWriterTransport(settings), registry)
         await serve(create_app(settings, deps), settings.host, settings.port, "genesis-flow writer")
 
 
@@ -162,8 +164,9 @@ async def run_query(settings: Settings) -> None:
     from query.app import QueryDeps, create_app
 
     setup_tracing("genesis-flow-query")
-    async with mongo(settings, "genesis-flow-query") as client:
-        deps = QueryDeps(client[settings.mongodb_db], CollectorRegistry(),
+    registry = CollectorRegistry()
+    async with mongo(settings, "genesis-flow-query", registry) as client:
+        deps = QueryDeps(client[settings.mongodb_db], registry,
                          open_store(settings.artifact_root, settings.azure_connection_string))
         await serve(create_app(settings, deps), settings.host, settings.port, "genesis-flow query")
 

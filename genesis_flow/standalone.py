@@ -128,11 +128,12 @@ async def run_standalone(settings: Settings, data_dir: Path) -> None:
     async with contextlib.AsyncExitStack() as stack:
         uri = settings.mongodb_uri if os.environ.get("GENESIS_FLOW_MONGODB_URI") else \
             await stack.enter_async_context(embedded_mongodb(data_dir))
-        client = make_client(uri, app_name="genesis-flow-standalone")
+        registry = CollectorRegistry()
+        client = make_client(uri, app_name="genesis-flow-standalone", registry=registry)
         stack.push_async_callback(client.close)
         db = client[settings.mongodb_db]
         await ensure_indexes(db)
         await ensure_default_experiment(db)
-        app = build_app(settings, db, CollectorRegistry())
+        app = build_app(settings, db, registry)
         print(f"genesis-flow standalone: data in {data_dir}", file=sys.stderr, flush=True)
         await serve(app, settings.host, settings.port, "genesis-flow standalone")

@@ -312,3 +312,10 @@ def test_router_answers_503_json_when_no_replica_answers(services) -> None:
         assert resp.json()["error_code"] == "TEMPORARILY_UNAVAILABLE"
     finally:
         stop()
+
+
+def test_metrics_show_the_mongodb_connection_pool(stack: Stack) -> None:
+    # The production checklist greps /metrics for connection_pool.
+    target = stack.url("query") if "query" in stack.ports else stack.url("uri")
+    text = requests.get(target + "/metrics", timeout=10).text
+    assert "genesis_mongodb_connection_pool_connections{" in text

@@ -30,7 +30,7 @@ log = logging.getLogger(__name__)
 
 TRANSIENT = (AutoReconnect, ConnectionFailure, NetworkTimeout, ServerSelectionTimeoutError,
              ExecutionTimeout, WriteConcernError)
-_PAIRS_PER_QUERY = 400
+_IDS_PER_QUERY = 1200
 
 
 class StoreUnavailable(Exception):
@@ -84,7 +84,7 @@ def _batch_keys(envelopes: list[ev.Envelope]) -> _Keys:
 
 
 async def load_state(db: AsyncDatabase, envelopes: list[ev.Envelope]) -> BatchState:
-    """Everything `plan_batch` needs, in at most five queries (more only for huge batches)."""
+    """Everything `plan_batch` needs: a handful of indexed queries per batch, whatever its size."""
     keys = _batch_keys(envelopes)
     run_ids, exp_ids, names, metric_times = keys.run_ids, keys.exp_ids, keys.names, keys.metric_times
     state = BatchState()
@@ -95,15 +95,11 @@ async def load_state(db: AsyncDatabase, envelopes: list[ev.Envelope]) -> BatchSt
         if run_ids:
             async for doc in db[RUNS].find({"_id": {"$in": list(run_ids)}}):
                 state.runs[doc["_id"]] = doc
-        if exp_ids or names:
-            query: dict[str, Any] = {"$or": []}
-            if exp_ids:
-                query["$or"].append({"_id": {"$in": list(exp_ids)}})
-            if names:
-                query["$or"].append({"name": {"$in": list(names)}})
-            async for doc in db[EXPERIMENTS].find(query):
-                state.experiments[doc["_id"]] = doc
-                state.experiment_names[doc["name"]] = doc["_id"]
+        for query in ({"_id": {"$in": list(exp_ids)}}, {"name": {"$in": list(names)}}):
+            if next(iter(query.values()))["$in"]:
+                async for doc in db[EXPERIMENTS].find(query):
+                    state.experiments[doc["_id"]] = doc
+                    state.experiment_names[doc["name"]] = doc["_id"]
         if metric_times:
             await _load_buckets(db, state, metric_times)
     except TRANSIENT as exc:
@@ -111,29 +107,53 @@ async def load_state(db: AsyncDatabase, envelopes: list[ev.Envelope]) -> BatchSt
     return state
 
 
+# Open-bucket candidates fetched by id; more than this many buckets past the recorded one only
+# happens when a crashed writer left a very large batch half-recorded (then: a range query).
+_LOOKAHEAD = 3
+
+
 async def _load_buckets(db: AsyncDatabase, state: BatchState,
                         metric_times: dict[tuple[str, str], tuple[int, int]]) -> None:
-    clauses: list[dict[str, Any]] = []
+    """The open bucket of every (run, key) in the batch, by id: one indexed query, no `$or`
+    (planners may not use indexes under `$or`; SecantusDB's scans the collection)."""
+    ids: list[str] = []
+    run_ids: set[str] = set()
+    late: list[tuple[str, str, int, int, int]] = []
     for (run_id, enc), (t_lo, t_hi) in metric_times.items():
         mb = ((state.runs.get(run_id) or {}).get("mb") or {}).get(enc) or {}
         seq = int(mb.get("seq", 0))
         state.buckets[(run_id, enc)] = OpenBucket(seq=seq, count=int(mb.get("n", 0)), closed_t_max=int(mb.get("tc", -1)))
         # The open bucket (and any a crashed writer left after it) holds the recent points ...
-        clauses.append({"run_id": run_id, "key": enc, "seq": {"$gte": seq}})
+        ids.extend(f"{run_id}:{enc}:{s}" for s in range(seq, seq + _LOOKAHEAD))
+        run_ids.add(run_id)
         # ... older buckets matter only for points as old as theirs (late or replayed data).
         if seq > 0 and t_lo <= int(mb.get("tc", 2**62)):
-            clauses.append({"run_id": run_id, "key": enc, "seq": {"$lt": seq}, "t1": {"$gte": t_lo}, "t0": {"$lte": t_hi}})
-    for i in range(0, len(clauses), _PAIRS_PER_QUERY):
-        cursor = db[METRICS].find({"$or": clauses[i:i + _PAIRS_PER_QUERY]}, {"run_id": 1, "key": 1, "seq": 1, "n": 1, "p": 1})
-        async for doc in cursor:
-            bucket = state.buckets[(doc["run_id"], doc["key"])]
-            bucket.seen.update(point_key(p) for p in doc.get("p", ()))
-            if doc["seq"] >= bucket.seq:
-                if doc["seq"] > bucket.seq:
-                    # a crashed writer stored this bucket but not the run's bookkeeping
-                    bucket.closed_t_max = max(bucket.closed_t_max, max((p[1] for p in doc.get("p", ())), default=-1))
-                bucket.seq = doc["seq"]
-                bucket.count = int(doc.get("n", 0))
+            late.append((run_id, enc, seq, t_lo, t_hi))
+    projection = {"run_id": 1, "key": 1, "seq": 1, "n": 1, "p": 1}
+    found: list[dict[str, Any]] = []
+    for i in range(0, len(ids), _IDS_PER_QUERY):
+        query = {"run_id": {"$in": list(run_ids)}, "_id": {"$in": ids[i:i + _IDS_PER_QUERY]}}
+        found.extend(await db[METRICS].find(query, projection).to_list(None))
+    for doc in found:
+        bucket = state.buckets[(doc["run_id"], doc["key"])]
+        if doc["seq"] == bucket.seq + _LOOKAHEAD - 1:  # rare: even more may follow
+            found.extend(await db[METRICS].find(
+                {"run_id": doc["run_id"], "key": doc["key"], "seq": {"$gt": doc["seq"]}}, projection).to_list(None))
+    for run_id, enc, seq, t_lo, t_hi in late:
+        found.extend(await db[METRICS].find(
+            {"run_id": run_id, "key": enc, "seq": {"$lt": seq}, "t1": {"$gte": t_lo}, "t0": {"$lte": t_hi}},
+            projection).to_list(None))
+    recorded = {key: b.seq for key, b in state.buckets.items()}
+    for doc in found:
+        key = (doc["run_id"], doc["key"])
+        bucket = state.buckets[key]
+        bucket.seen.update(point_key(p) for p in doc.get("p", ()))
+        if doc["seq"] > recorded[key]:
+            # a crashed writer stored this bucket but not the run's bookkeeping
+            bucket.closed_t_max = max(bucket.closed_t_max, max((p[1] for p in doc.get("p", ())), default=-1))
+        if doc["seq"] >= bucket.seq:
+            bucket.seq = doc["seq"]
+            bucket.count = int(doc.get("n", 0))
 
 
 def _to_op(w: Write) -> UpdateOne | ReplaceOne | UpdateMany | DeleteMany:

@@ -75,6 +75,8 @@ INDEXES: dict[str, list[IndexModel]] = {
     ],
     METRICS: [
         IndexModel([("run_id", ASCENDING), ("key", ASCENDING), ("seq", ASCENDING)], name="run_key_seq", unique=True),
+        # get-history reads a key's buckets in time order
+        IndexModel([("run_id", ASCENDING), ("key", ASCENDING), ("t0", ASCENDING)], name="run_key_time"),
     ],
     LOGGED_MODELS: [
         IndexModel([("experiment_id", ASCENDING), ("lifecycle_stage", ASCENDING), ("creation_timestamp_ms", DESCENDING)],

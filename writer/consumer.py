@@ -109,19 +109,24 @@ class Consumer:
         self._metrics.batch_events.observe(len(batch.deliveries))
         self.batches_committed += 1
 
-    async def _commit(self, items: list[tuple[Delivery, ev.Envelope]], outcomes: Outcomes, poison: list[_Poison]) -> None:
+    async def _commit(self, items: list[tuple[Delivery, ev.Envelope]], outcomes: Outcomes, poison: list[_Poison],
+                      *, replay: bool = False) -> None:
         """Commit `items` in order, retrying outages; bisect to isolate events MongoDB refuses."""
         envelopes = [env for _, env in items]
+        # Redelivered events (a writer crashed or handed the partition over) and retried batches
+        # may find buckets stored without the run's bookkeeping: read what is stored.
+        conservative = replay or any(d.redelivered for d, _ in items)
         backoff = 0.1
         while True:
             try:
-                state = await load_state(self._db, envelopes)
+                state = await load_state(self._db, envelopes, conservative=conservative)
                 plan = plan_batch(envelopes, state, self._settings.metric_bucket_size)
                 await apply_plan(self._db, plan)
             except StoreUnavailable as exc:
                 self._set_store_health(False)
                 self._metrics.store_retries.inc()
                 log.warning("MongoDB unavailable, retrying batch of %d in %.1fs: %s", len(envelopes), backoff, exc)
+                conservative = True
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
                 continue
@@ -131,8 +136,9 @@ class Consumer:
                     poison.append(_Poison(items[0][0], envelopes[0], f"{type(exc).__name__}: {exc}"[:1000]))
                     return
                 mid = len(items) // 2
-                await self._commit(items[:mid], outcomes, poison)
-                await self._commit(items[mid:], outcomes, poison)
+                # part of the batch may be written: the halves replay it
+                await self._commit(items[:mid], outcomes, poison, replay=True)
+                await self._commit(items[mid:], outcomes, poison, replay=True)
                 return
             self._set_store_health(True)
             outcomes.update(plan.outcomes)

@@ -54,6 +54,7 @@ class OpenBucket:
     count: int = 0  # points already in bucket `seq`
     seen: set[PointKey] = field(default_factory=set)  # points that would be exact duplicates
     closed_t_max: int = -1  # no point in buckets before `seq` is newer than this
+    open_t_max: int = -1  # nor any point in bucket `seq`
 
 
 @dataclass
@@ -114,10 +115,8 @@ class _BucketWork:
     count: int
     seen: set[PointKey]
     closed_t_max: int
+    open_t_max: int
     pending: dict[int, list[Point]] = field(default_factory=dict)
-
-    def t_max(self) -> int:
-        return max((k[1] for k in self.seen), default=-1)
 
 
 def point_key(p: Point) -> PointKey:
@@ -429,7 +428,7 @@ class _Planner:
         if work is None:
             known = self.state.buckets.get(key) or OpenBucket()
             work = _BucketWork(seq=known.seq, count=known.count, seen=set(known.seen),
-                               closed_t_max=known.closed_t_max)
+                               closed_t_max=known.closed_t_max, open_t_max=known.open_t_max)
             self.buckets[key] = work
         return work
 
@@ -447,13 +446,15 @@ class _Planner:
                 continue
             bucket.seen.add(pk)
             if bucket.count >= self.bucket_size:
-                # An upper bound is enough: it only decides when the store must look at closed
-                # buckets for duplicates of late-arriving points.
-                bucket.closed_t_max = max(bucket.closed_t_max, bucket.t_max())
+                # Time bounds decide when the store must read stored points to find duplicates
+                # of late-arriving ones (a duplicate has the same timestamp).
+                bucket.closed_t_max = max(bucket.closed_t_max, bucket.open_t_max)
+                bucket.open_t_max = -1
                 bucket.seq += 1
                 bucket.count = 0
             bucket.pending.setdefault(bucket.seq, []).append(point)
             bucket.count += 1
+            bucket.open_t_max = max(bucket.open_t_max, point[1])
             self.points_written += 1
             current = latest.get(enc)
             candidate = (point[0], point[1], stored)
@@ -479,7 +480,7 @@ class _Planner:
                 }))
             run = self.runs.get(run_id)
             if run is not None:
-                mb = {"seq": bucket.seq, "n": bucket.count, "tc": bucket.closed_t_max}
+                mb = {"seq": bucket.seq, "n": bucket.count, "tc": bucket.closed_t_max, "to": bucket.open_t_max}
                 run.doc.setdefault("mb", {})[enc] = mb
                 if run.existed:
                     run.set(f"mb.{enc}", mb)

@@ -83,7 +83,7 @@ def _batch_keys(envelopes: list[ev.Envelope]) -> _Keys:
     return keys
 
 
-async def load_state(db: AsyncDatabase, envelopes: list[ev.Envelope]) -> BatchState:
+async def load_state(db: AsyncDatabase, envelopes: list[ev.Envelope], *, conservative: bool = False) -> BatchState:
     """Everything `plan_batch` needs: a handful of indexed queries per batch, whatever its size."""
     keys = _batch_keys(envelopes)
     run_ids, exp_ids, names, metric_times = keys.run_ids, keys.exp_ids, keys.names, keys.metric_times
@@ -101,7 +101,7 @@ async def load_state(db: AsyncDatabase, envelopes: list[ev.Envelope]) -> BatchSt
                     state.experiments[doc["_id"]] = doc
                     state.experiment_names[doc["name"]] = doc["_id"]
         if metric_times:
-            await _load_buckets(db, state, metric_times)
+            await _load_buckets(db, state, metric_times, conservative)
     except TRANSIENT as exc:
         raise StoreUnavailable(str(exc)) from exc
     return state
@@ -113,16 +113,27 @@ _LOOKAHEAD = 3
 
 
 async def _load_buckets(db: AsyncDatabase, state: BatchState,
-                        metric_times: dict[tuple[str, str], tuple[int, int]]) -> None:
-    """The open bucket of every (run, key) in the batch, by id: one indexed query, no `$or`
-    (planners may not use indexes under `$or`; SecantusDB's scans the collection)."""
+                        metric_times: dict[tuple[str, str], tuple[int, int]], conservative: bool) -> None:
+    """What duplicate detection needs to know of the stored history of every (run, key).
+
+    A duplicate has the timestamp of a stored point, so when every incoming point is newer than
+    the run's bookkeeping says any stored point is (a training loop logging as it goes), nothing
+    is read at all. Otherwise: the open bucket by id (one indexed query, no `$or`: planners may
+    not use indexes under `$or`, SecantusDB's scans the collection), plus older buckets whose
+    time range overlaps. `conservative` (redelivered events, a retried batch) distrusts the
+    bookkeeping, which a crash may have left behind the stored buckets.
+    """
     ids: list[str] = []
     run_ids: set[str] = set()
     late: list[tuple[str, str, int, int, int]] = []
     for (run_id, enc), (t_lo, t_hi) in metric_times.items():
         mb = ((state.runs.get(run_id) or {}).get("mb") or {}).get(enc) or {}
         seq = int(mb.get("seq", 0))
-        state.buckets[(run_id, enc)] = OpenBucket(seq=seq, count=int(mb.get("n", 0)), closed_t_max=int(mb.get("tc", -1)))
+        stored_t_max = max(int(mb.get("tc", -1)), int(mb.get("to", 2**62)))
+        state.buckets[(run_id, enc)] = OpenBucket(seq=seq, count=int(mb.get("n", 0)), closed_t_max=int(mb.get("tc", -1)),
+                                                  open_t_max=int(mb.get("to", -1)))
+        if mb and not conservative and t_lo > stored_t_max:
+            continue
         # The open bucket (and any a crashed writer left after it) holds the recent points ...
         ids.extend(f"{run_id}:{enc}:{s}" for s in range(seq, seq + _LOOKAHEAD))
         run_ids.add(run_id)
@@ -152,8 +163,11 @@ async def _load_buckets(db: AsyncDatabase, state: BatchState,
             # a crashed writer stored this bucket but not the run's bookkeeping
             bucket.closed_t_max = max(bucket.closed_t_max, max((p[1] for p in doc.get("p", ())), default=-1))
         if doc["seq"] >= bucket.seq:
+            if doc["seq"] > bucket.seq:
+                bucket.open_t_max = -1
             bucket.seq = doc["seq"]
             bucket.count = int(doc.get("n", 0))
+            bucket.open_t_max = max(bucket.open_t_max, max((p[1] for p in doc.get("p", ())), default=-1))
 
 
 def _to_op(w: Write) -> UpdateOne | ReplaceOne | UpdateMany | DeleteMany:

@@ -173,3 +173,9 @@ def test_experiment_name_conflicts_and_delete_cascades_to_runs() -> None:
     assert plan.outcomes[dup.id].error_code == "RESOURCE_ALREADY_EXISTS"
     assert [(w.collection, w.many) for w in plan.writes] == [(EXPERIMENTS, False), (RUNS, True)]
     assert plan.writes[1].update == {"$set": {"lifecycle_stage": "deleted", "deleted_time": 7}}
+
+
+def test_bookkeeping_records_time_bounds_of_open_and_closed_buckets() -> None:
+    events = [env(ev.RunDataLogged(RUN, metrics=[metric(i, 1.0, ts=100 + i) for i in range(1500)]))]
+    mb = run_write(plan_batch(events, state_with_run(), bucket_size=1000))["$set"]["mb.m"]
+    assert (mb["seq"], mb["n"], mb["tc"], mb["to"]) == (1, 500, 1099, 1599)

@@ -120,8 +120,12 @@ def test_broker_outage_is_503_fast_and_recovers_without_restart(fresh_stack: Sta
         if not ok:
             time.sleep(0.5)
     assert ok, "ingest did not recover after the broker came back"
+    # ... and stays recovered: commit notices reach this ingest replica again
+    for step in range(2, 22):
+        resp = requests.post(url, json={**body, "step": step}, timeout=30)
+        assert resp.status_code == 200, resp.text
     latest = mongo_db(fresh_stack).runs.find_one({"_id": run_id})["metrics"]["m"]
-    assert latest["s"] == 1
+    assert latest["s"] == 21
 
 
 async def _publish_raw(stack: Stack, partition: int, body: bytes) -> None:

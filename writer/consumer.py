@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 tracer = trace.get_tracer("genesis_flow.writer")
 
 Outcomes = dict[str, MlflowError | None]
+POISON_ATTEMPTS = 3  # tries of a lone event before it goes to the dead-letter queue
 
 
 @dataclass
@@ -117,6 +118,7 @@ class Consumer:
         # may find buckets stored without the run's bookkeeping: read what is stored.
         conservative = replay or any(d.redelivered for d, _ in items)
         backoff = 0.1
+        refusals = 0
         while True:
             try:
                 state = await load_state(self._db, envelopes, conservative=conservative)
@@ -132,6 +134,11 @@ class Consumer:
                 continue
             except (StoreRejected, Exception) as exc:  # noqa: BLE001 - isolate whatever refuses to apply
                 if len(items) == 1:
+                    refusals += 1
+                    if refusals < POISON_ATTEMPTS:  # an unlisted transient error must not cost an event
+                        conservative = True
+                        await asyncio.sleep(0.2 * refusals)
+                        continue
                     log.error("event %s is poison: %s", envelopes[0].id, exc)
                     poison.append(_Poison(items[0][0], envelopes[0], f"{type(exc).__name__}: {exc}"[:1000]))
                     return

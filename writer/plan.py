@@ -43,6 +43,7 @@ class Write:
     replacement: dict[str, Any] | None = None  # whole document (upsert)
     many: bool = False
     delete: bool = False
+    insert: bool = False  # `replacement` is a new document (InsertOne), not an upsert
     event_id: str | None = None  # experiment writes: whose outcome a duplicate-key error changes
 
 
@@ -116,6 +117,7 @@ class _BucketWork:
     seen: set[PointKey]
     closed_t_max: int
     open_t_max: int
+    first_seq: int = 0  # the open bucket when the batch started (it may exist already)
     pending: dict[int, list[Point]] = field(default_factory=dict)
 
 
@@ -428,7 +430,7 @@ class _Planner:
         if work is None:
             known = self.state.buckets.get(key) or OpenBucket()
             work = _BucketWork(seq=known.seq, count=known.count, seen=set(known.seen),
-                               closed_t_max=known.closed_t_max, open_t_max=known.open_t_max)
+                               closed_t_max=known.closed_t_max, open_t_max=known.open_t_max, first_seq=known.seq)
             self.buckets[key] = work
         return work
 
@@ -471,7 +473,15 @@ class _Planner:
             for seq, points in bucket.pending.items():
                 steps = [p[0] for p in points]
                 times = [p[1] for p in points]
-                out.append(Write(METRICS, {"_id": f"{run_id}:{enc}:{seq}", "run_id": run_id}, update={
+                bucket_id = {"_id": f"{run_id}:{enc}:{seq}", "run_id": run_id}
+                if seq > bucket.first_seq:
+                    # A bucket this batch opened: nothing is stored under its id (the store read
+                    # every bucket past the recorded one when in doubt), so a plain insert does.
+                    out.append(Write(METRICS, bucket_id, replacement={
+                        **bucket_id, "key": enc, "seq": seq, "p": points, "n": len(points),
+                        "t0": min(times), "s0": min(steps), "t1": max(times), "s1": max(steps)}, insert=True))
+                    continue
+                out.append(Write(METRICS, bucket_id, update={
                     "$setOnInsert": {"key": enc, "seq": seq},
                     "$push": {"p": {"$each": points}},
                     "$inc": {"n": len(points)},

@@ -7,7 +7,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
-from pymongo import DeleteMany, ReplaceOne, UpdateMany, UpdateOne
+from pymongo import DeleteMany, InsertOne, ReplaceOne, UpdateMany, UpdateOne
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import (
     AutoReconnect,
@@ -170,9 +170,11 @@ async def _load_buckets(db: AsyncDatabase, state: BatchState,
             bucket.open_t_max = max(bucket.open_t_max, max((p[1] for p in doc.get("p", ())), default=-1))
 
 
-def _to_op(w: Write) -> UpdateOne | ReplaceOne | UpdateMany | DeleteMany:
+def _to_op(w: Write) -> UpdateOne | ReplaceOne | UpdateMany | DeleteMany | InsertOne:
     if w.delete:
         return DeleteMany(w.filter)
+    if w.insert:
+        return InsertOne(w.replacement)
     if w.replacement is not None:
         return ReplaceOne(w.filter, w.replacement, upsert=True)
     if w.many:

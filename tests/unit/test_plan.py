@@ -47,9 +47,12 @@ def test_one_run_update_and_one_bucket_push_for_a_whole_batch() -> None:
 def test_buckets_are_bounded_and_roll_over() -> None:
     events = [env(ev.RunDataLogged(RUN, metrics=[metric(i, 1.0, ts=i) for i in range(2500)]))]
     plan = plan_batch(events, state_with_run(), bucket_size=1000)
-    pushes = [w for w in plan.writes if w.collection == METRICS]
-    assert [w.filter["_id"].rsplit(":", 1)[1] for w in pushes] == ["0", "1", "2"]
-    assert [len(w.update["$push"]["p"]["$each"]) for w in pushes] == [1000, 1000, 500]
+    writes = [w for w in plan.writes if w.collection == METRICS]
+    assert [w.filter["_id"].rsplit(":", 1)[1] for w in writes] == ["0", "1", "2"]
+    # the open bucket is appended to; buckets the batch opens are inserted whole
+    assert len(writes[0].update["$push"]["p"]["$each"]) == 1000
+    assert [(w.insert, w.replacement["n"], len(w.replacement["p"])) for w in writes[1:]] == [(True, 1000, 1000),
+                                                                                          (True, 500, 500)]
     mb = run_write(plan)["$set"]["mb.m"]
     assert mb["seq"] == 2 and mb["n"] == 500 and mb["tc"] >= 1999
 
@@ -58,8 +61,9 @@ def test_open_bucket_fill_continues_from_stored_count() -> None:
     state = state_with_run()
     state.buckets[(RUN, "m")] = OpenBucket(seq=3, count=998)
     plan = plan_batch([env(ev.RunDataLogged(RUN, metrics=[metric(i, 1.0, ts=i) for i in range(5)]))], state, 1000)
-    pushes = {w.filter["_id"]: len(w.update["$push"]["p"]["$each"]) for w in plan.writes if w.collection == METRICS}
-    assert pushes == {f"{RUN}:m:3": 2, f"{RUN}:m:4": 3}
+    writes = {w.filter["_id"]: w for w in plan.writes if w.collection == METRICS}
+    assert len(writes[f"{RUN}:m:3"].update["$push"]["p"]["$each"]) == 2
+    assert writes[f"{RUN}:m:4"].insert and writes[f"{RUN}:m:4"].replacement["p"] == [[2, 2, 1.0], [3, 3, 1.0], [4, 4, 1.0]]
 
 
 def test_exact_duplicates_are_dropped_against_stored_and_batch_points() -> None:

@@ -131,9 +131,15 @@ def run_clause(clause: Clause) -> dict[str, Any]:
     return {field: string_condition(clause.comparator, clause.value)}
 
 
+def one_of(values: list[str]) -> Any:
+    """`$in`, or plain equality for one value: the same to MongoDB's planner, and simpler
+    planners (SecantusDB's) only match the index prefix on equality."""
+    return values[0] if len(values) == 1 else {"$in": values}
+
+
 def run_filter(experiment_ids: list[str], stages: list[str], clauses: list[Clause]) -> dict[str, Any]:
     """The `$match` of a runs search: experiments and lifecycle first (the index prefix), then clauses."""
-    query: dict[str, Any] = {"experiment_id": {"$in": experiment_ids}, "lifecycle_stage": {"$in": stages}}
+    query: dict[str, Any] = {"experiment_id": one_of(experiment_ids), "lifecycle_stage": one_of(stages)}
     if clauses:
         query["$and"] = [run_clause(c) for c in clauses]
     return query

@@ -86,8 +86,6 @@ _ENV: dict[str, tuple[str, ...]] = {
     "log_level": ("GENESIS_FLOW_LOG_LEVEL",),
 }
 
-ENV_NAMES = _ENV  # documented in README's configuration table
-
 
 def load_settings(tier: str, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
     """Build Settings for `tier` from `env` (default: os.environ); non-None overrides win."""

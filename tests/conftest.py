@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
 from pymongo import MongoClient
 
+from tests.query_support import QueryEnv, query_env
 from tests.services import Services, start_services
 from tests.stack import Stack, make_stack
 
@@ -22,6 +23,13 @@ def services() -> Iterator[Services]:
     svc, cleanup = start_services()
     yield svc
     cleanup()
+
+
+@pytest.fixture(scope="module")
+async def env(services: Services) -> AsyncIterator[QueryEnv]:
+    """The query tier in-process on a database of its own, filled through the writer's code."""
+    async with query_env(services.mongodb_uri) as env:
+        yield env
 
 
 @pytest.fixture(scope="module")

@@ -13,16 +13,10 @@ from pymongo import AsyncMongoClient
 from common.artifacts import open_store
 from common.settings import load_settings
 from query.app import QueryDeps, create_app
-from tests.query_support import QueryEnv, query_env
-from tests.services import Services, free_port
+from tests.query_support import QueryEnv
+from tests.services import free_port
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(scope="module")
-async def env(services: Services) -> AsyncIterator[QueryEnv]:
-    async with query_env(services.mongodb_uri) as env:
-        yield env
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -18,8 +18,7 @@ from mlflow.entities import ViewType
 from mlflow.exceptions import MlflowException
 
 from common import events as ev
-from tests.query_support import QueryEnv, query_env
-from tests.services import Services
+from tests.query_support import QueryEnv
 
 pytestmark = pytest.mark.integration
 
@@ -32,12 +31,6 @@ class Data:
     exp: str
     exp_name: str
     runs: dict[str, str]
-
-
-@pytest.fixture(scope="module")
-async def env(services: Services) -> AsyncIterator[QueryEnv]:
-    async with query_env(services.mongodb_uri) as env:
-        yield env
 
 
 @pytest.fixture(scope="module")

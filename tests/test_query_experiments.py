@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import pytest
 
 from common import events as ev
-from tests.query_support import QueryEnv, query_env
-from tests.services import Services
+from tests.query_support import QueryEnv
 
 pytestmark = pytest.mark.integration
 
@@ -17,12 +15,6 @@ pytestmark = pytest.mark.integration
 @dataclass
 class Experiments:
     ids: dict[str, str]  # name -> id
-
-
-@pytest.fixture(scope="module")
-async def env(services: Services) -> AsyncIterator[QueryEnv]:
-    async with query_env(services.mongodb_uri) as env:
-        yield env
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,7 @@ import asyncio
 import math
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -18,8 +18,7 @@ from mlflow.exceptions import MlflowException
 
 from common import documents
 from common import events as ev
-from tests.query_support import QueryEnv, query_env
-from tests.services import Services
+from tests.query_support import QueryEnv
 from writer.plan import plan_batch
 from writer.store import apply_plan, load_state
 
@@ -68,12 +67,6 @@ class Models:
     run_id: str
     ids: dict[str, str]  # model name -> id
     paging_ids: list[str]
-
-
-@pytest.fixture(scope="module")
-async def env(services: Services) -> AsyncIterator[QueryEnv]:
-    async with query_env(services.mongodb_uri) as env:
-        yield env
 
 
 @pytest.fixture(scope="module")

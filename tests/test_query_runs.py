@@ -4,14 +4,12 @@ the writer's own code path."""
 from __future__ import annotations
 
 import math
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import pytest
 
 from common import events as ev
-from tests.query_support import QueryEnv, query_env
-from tests.services import Services
+from tests.query_support import QueryEnv
 
 pytestmark = pytest.mark.integration
 
@@ -25,12 +23,6 @@ class Runs:
     paging_exp: str
     ids: dict[str, str]  # run name -> run id
     paging_ids: list[str]
-
-
-@pytest.fixture(scope="module")
-async def env(services: Services) -> AsyncIterator[QueryEnv]:
-    async with query_env(services.mongodb_uri) as env:
-        yield env
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,6 @@ and value) are dropped, exactly as MLflow drops exact duplicates.
 from __future__ import annotations
 
 import copy
-import math
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -531,11 +530,3 @@ def plan_batch(envelopes: list[ev.Envelope], state: BatchState, bucket_size: int
     # then experiment writes (and their run cascades) in event order; then one write per run.
     writes.sort(key=lambda w: 0 if w.collection == METRICS else 1 if w.event_id is not None else 2)
     return Plan(writes, outcomes, planner.points_written, planner.points_dropped)
-
-
-def is_nan_point(p: Point) -> bool:
-    return p[2] is None
-
-
-def point_value(p: Point) -> float:
-    return math.nan if p[2] is None else p[2]

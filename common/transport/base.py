@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import zlib
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Protocol
 
 
@@ -71,5 +71,3 @@ class WriterTransport(Protocol):
 
     async def close(self) -> None: ...
 
-
-Waiter = Callable[[], Awaitable[None]]

@@ -53,9 +53,16 @@ def build_parser() -> argparse.ArgumentParser:
     _add_server_flags(p)
     p.add_argument("--artifact-root", default=None, help="GENESIS_FLOW_ARTIFACT_ROOT")
 
-    p = sub.add_parser("standalone", help="every tier in one process with embedded storage")
-    p.add_argument("--host", default=None)
-    p.add_argument("--port", type=int, default=None)
+    p = sub.add_parser(
+        "standalone", help="every tier in one process with embedded storage",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Every tier in one process on one port, with an embedded MongoDB wire-protocol server.",
+        epilog="Embedded server, fastest first: secantusd-rs (on PATH or in ~/.cargo/bin), else secantusd-py\n"
+               "from the 'standalone' extra (found beside this Python, no PATH needed). For the fast one:\n"
+               "  cargo install secantus-mdb --version 0.5.3-beta.196 --ignore-rust-version\n"
+               "Set GENESIS_FLOW_MONGODB_URI to use a MongoDB you run instead.")
+    p.add_argument("--host", default=None, help="bind address (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=None, help="port (default 5000)")
     p.add_argument("--data-dir", default="./genesis-data", help="embedded database and artifacts")
 
     p = sub.add_parser("init-db", help="create indexes and the Default experiment; shard on a mongos")

@@ -4,9 +4,10 @@ The same tier code as the distributed stack, composed differently:
 
 * the queue is the in-process transport (committed acks only: a client hears "ok" after the
   event is in MongoDB, so nothing acknowledged lives only in memory);
-* MongoDB is a SecantusDB server started as a child process on `--data-dir` (optional extra
-  `genesis-flow[standalone]`; GPL-2.0, so spoken to only over the wire), or an external
-  MongoDB when `GENESIS_FLOW_MONGODB_URI` is set.
+* MongoDB is a SecantusDB server started as a child process on `--data-dir` (the fast
+  `secantusd-rs` when built, else `secantusd-py` from the optional extra
+  `genesis-flow[standalone]`; GPL-2.0, so spoken to only over the wire; see `embedded.py`),
+  or an external MongoDB when `GENESIS_FLOW_MONGODB_URI` is set.
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ import asyncio
 import contextlib
 import logging
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -33,10 +33,9 @@ from common.mongo import ensure_default_experiment, ensure_indexes, make_client
 from common.settings import Settings
 from common.transport.inproc import InprocBroker
 from common.web import add_ops_routes, tier_app
+from genesis_flow.embedded import INSTALL_HINT, find_embedded_server
 
 log = logging.getLogger(__name__)
-
-SECANTUS = "secantusd-py"
 
 
 def _free_port() -> int:
@@ -66,18 +65,18 @@ async def _wait_for_mongo(uri: str, proc: subprocess.Popen, log_path: Path, time
 @contextlib.asynccontextmanager
 async def embedded_mongodb(data_dir: Path) -> AsyncIterator[str]:
     """Run SecantusDB on `data_dir/mongodb` for the duration; yield its connection URI."""
-    exe = shutil.which(SECANTUS)
-    if exe is None:
-        raise SystemExit(
-            "genesis-flow standalone needs an embedded MongoDB-compatible server: "
-            "pip install 'genesis-flow[standalone]' (SecantusDB), or set GENESIS_FLOW_MONGODB_URI.")
+    server = find_embedded_server()
+    if server is None:
+        raise SystemExit(INSTALL_HINT)
     storage = data_dir / "mongodb"
     storage.mkdir(parents=True, exist_ok=True)
     port = _free_port()
     log_path = data_dir / "mongodb.log"
+    print(f"genesis-flow standalone: embedded MongoDB server {server.name} ({' '.join(server.argv)})",
+          file=sys.stderr, flush=True)
     with open(log_path, "ab") as log_file:
         # Own session: Ctrl-C reaches us, and we stop the database after the server drained.
-        proc = subprocess.Popen([exe, "--host", "127.0.0.1", "--port", str(port), "--storage-path", str(storage),
+        proc = subprocess.Popen([*server.argv, "--host", "127.0.0.1", "--port", str(port), "--storage-path", str(storage),
                                  "--log-level", "WARNING"], stdout=log_file, stderr=subprocess.STDOUT,
                                 start_new_session=True)
     uri = f"mongodb://127.0.0.1:{port}/?directConnection=true"

@@ -10,6 +10,13 @@
 #   bash scripts/services.sh env       # export lines for the test suite
 #   bash scripts/services.sh is-up NAME   # exit 0 if NAME answers (for scripts)
 #
+# MongoDB wire server: SecantusDB's Rust server `secantusd-rs` when it is built (on PATH or in
+# ~/.cargo/bin; much faster), else its Python server `secantusd-py`. `install` builds the Rust
+# one in the background when cargo is there (about ten minutes on two cores, at the lowest CPU
+# priority; log in .services/logs/secantusd-rs-build.log); until it is done, `start` uses the
+# Python one and says so. GENESIS_FLOW_MONGO_SERVER=secantusd-py|secantusd-rs forces a choice
+# (secantusd-rs then fails if it is not built); GENESIS_FLOW_BUILD_SECANTUS_RS=0 skips the build.
+#
 # State (data, logs, pid files): ${GENESIS_FLOW_SERVICES_DIR:-<repo>/.services}.
 # `stop` only stops services whose pid file this script wrote, i.e. services it
 # started itself; servers found already running are left alone.
@@ -30,6 +37,8 @@ AMQP_PORT=5672
 BLOB_PORT=10000
 AZURITE_VERSION=3.35.0
 SECANTUS_REQ='SecantusDB>=0.7.0b3'
+SECANTUS_RS_CRATE=secantus-mdb
+SECANTUS_RS_VERSION=0.5.3-beta.196
 
 RABBIT_TIMEOUT="${GENESIS_FLOW_RABBIT_TIMEOUT:-180}"
 MONGO_TIMEOUT="${GENESIS_FLOW_MONGO_TIMEOUT:-90}"
@@ -148,7 +157,63 @@ secantus_bin() {
     return 1
 }
 
+secantus_rs_bin() {
+    if command -v secantusd-rs >/dev/null 2>&1; then command -v secantusd-rs; return; fi
+    local f="${CARGO_HOME:-$HOME/.cargo}/bin/secantusd-rs"
+    if [[ -x "$f" ]]; then echo "$f"; return; fi
+    return 1
+}
+
+cargo_bin() {
+    if command -v cargo >/dev/null 2>&1; then command -v cargo; return; fi
+    local f="${CARGO_HOME:-$HOME/.cargo}/bin/cargo"
+    if [[ -x "$f" ]]; then echo "$f"; return; fi
+    return 1
+}
+
+secantus_rs_building() { pid_alive "$(read_pid secantusd-rs-build)"; }
+
+# "name path" of the MongoDB wire server `start` runs (see the header).
+mongo_server() {
+    local want="${GENESIS_FLOW_MONGO_SERVER:-}" bin
+    case "$want" in
+        "" | secantusd-rs)
+            if bin="$(secantus_rs_bin)"; then echo "secantusd-rs $bin"; return; fi
+            [[ -z "$want" ]] || die "GENESIS_FLOW_MONGO_SERVER=secantusd-rs, but secantusd-rs is not built" ;;
+        secantusd-py) ;;
+        *) die "GENESIS_FLOW_MONGO_SERVER must be secantusd-py or secantusd-rs, not '$want'" ;;
+    esac
+    bin="$(secantus_bin)" || die "secantusd-py not installed: run 'bash $0 install'"
+    echo "secantusd-py $bin"
+}
+
 # ---------------------------------------------------------------- install ----
+
+install_secantus_rs() {
+    local bin cargo
+    if bin="$(secantus_rs_bin)"; then
+        log "install: secantusd-rs already built ($bin)"
+        return 0
+    fi
+    if [[ "${GENESIS_FLOW_BUILD_SECANTUS_RS:-1}" == 0 ]]; then
+        log "install: GENESIS_FLOW_BUILD_SECANTUS_RS=0: not building secantusd-rs; secantusd-py it is"
+        return 0
+    fi
+    if ! cargo="$(cargo_bin)"; then
+        log "install: no cargo here: the MongoDB wire server will be secantusd-py"
+        return 0
+    fi
+    if secantus_rs_building; then
+        log "install: secantusd-rs is already building (pid $(read_pid secantusd-rs-build))"
+        return 0
+    fi
+    mkdir -p "$LOGS" "$RUN"
+    log "install: building secantusd-rs in the background (cargo install $SECANTUS_RS_CRATE $SECANTUS_RS_VERSION," \
+        "~10 min on 2 cores, lowest CPU priority; log $LOGS/secantusd-rs-build.log); secantusd-py until then"
+    # Its manifest asks for rustc 1.98; it builds and runs on 1.95.
+    spawn secantusd-rs-build "$LOGS/secantusd-rs-build.log" nice -n 19 "$cargo" install --quiet \
+        "$SECANTUS_RS_CRATE" --version "$SECANTUS_RS_VERSION" --ignore-rust-version
+}
 
 deb_installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'; }
 
@@ -213,6 +278,7 @@ cmd_install() {
             "$PY" -m pip install -q "$SECANTUS_REQ"
         secantus_bin >/dev/null || die "secantusd-py not found after pip install $SECANTUS_REQ"
     fi
+    install_secantus_rs
     if ! "$PY" -c 'import pymongo' 2>/dev/null; then
         log "install: $PY -m pip install pymongo (used for the MongoDB ping)"
         PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_ROOT_USER_ACTION=ignore "$PY" -m pip install -q pymongo
@@ -278,24 +344,29 @@ start_rabbitmq() {
 
 start_mongodb() {
     local t0; t0=$(now)
-    local logfile="$LOGS/mongodb.log" bin
+    local logfile="$LOGS/mongodb.log" server name bin data
     if mongo_up; then
         log "mongodb: already answering on $HOST:$MONGO_PORT, not starting it"
         return 0
     fi
     port_open "$HOST" "$MONGO_PORT" &&
         die "mongodb: port $MONGO_PORT is taken by something that does not answer a MongoDB ping"
-    bin="$(secantus_bin)" || die "secantusd-py not installed: run 'bash $0 install'"
-    mkdir -p "$STATE/mongodb-data"
+    server="$(mongo_server)"
+    name="${server%% *}" bin="${server#* }"
+    if [[ "$name" == secantusd-py ]] && secantus_rs_building; then
+        log "mongodb: secantusd-rs is still building (see $LOGS/secantusd-rs-build.log): this run uses secantusd-py"
+    fi
+    data="$STATE/mongodb-data-$name"
+    mkdir -p "$data"
     rotate_log "$logfile"
-    log "mongodb: $bin --host $HOST --port $MONGO_PORT --storage-path $STATE/mongodb-data (log $logfile)"
-    spawn mongodb "$logfile" "$bin" --host "$HOST" --port "$MONGO_PORT" --storage-path "$STATE/mongodb-data"
+    log "mongodb: MongoDB wire server is $name: $bin --host $HOST --port $MONGO_PORT --storage-path $data (log $logfile)"
+    spawn mongodb "$logfile" "$bin" --host "$HOST" --port "$MONGO_PORT" --storage-path "$data"
     local pid; pid="$(read_pid mongodb)"
     until mongo_up; do
         if ! pid_alive "$pid"; then
             show_log_tail "$logfile"
             rm -f "$(pidfile mongodb)"
-            die "mongodb: secantusd-py (pid ${pid:-?}) exited during startup"
+            die "mongodb: $name (pid ${pid:-?}) exited during startup"
         fi
         if (($(now) - t0 >= MONGO_TIMEOUT)); then
             show_log_tail "$logfile"
@@ -305,7 +376,7 @@ start_mongodb() {
         fi
         sleep 0.5
     done
-    log "mongodb: up on $MONGODB_URI (pid $pid) in $(($(now) - t0))s"
+    log "mongodb: $name up on $MONGODB_URI (pid $pid) in $(($(now) - t0))s"
 }
 
 start_azurite() {

@@ -9,13 +9,21 @@ import pytest
 from pymongo import MongoClient
 
 from tests.query_support import QueryEnv, query_env
-from tests.services import Services, start_services
+from tests.services import (DEFAULT_MONGODB_URI, ENV_MONGODB_URI, Services, describe_mongo_server, start_services,
+                            uses_docker)
 from tests.stack import Stack, make_stack
 
 # The stock client retries 5xx for minutes by default; tests want a failure to show quickly.
 # (Tests of retry behaviour set their own values.)
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "3")
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    """Say which MongoDB wire server the suite runs against."""
+    if uses_docker():
+        return "MongoDB wire server: mongo:7 (testcontainers)"
+    return "MongoDB wire server: " + describe_mongo_server(os.environ.get(ENV_MONGODB_URI) or DEFAULT_MONGODB_URI)
 
 
 @pytest.fixture(scope="session")

@@ -43,6 +43,7 @@ __all__ = [
     "Services",
     "ServicesUnavailable",
     "amqp_answers",
+    "describe_mongo_server",
     "docker_available",
     "free_port",
     "rabbitmq_outage",
@@ -51,6 +52,7 @@ __all__ = [
     "start_nginx",
     "start_services",
     "unique_name",
+    "uses_docker",
     "wait_for_port",
 ]
 
@@ -179,6 +181,23 @@ def _mongo_ping(uri: str, timeout_ms: int = 3000) -> None:
         client.close()
 
 
+def describe_mongo_server(uri: str, timeout_ms: int = 2000) -> str:
+    """Which MongoDB wire server answers at `uri`: secantusd-rs, secantusd-py or mongod, and its version."""
+    from pymongo import MongoClient
+
+    client = MongoClient(uri, serverSelectionTimeoutMS=timeout_ms, connectTimeoutMS=timeout_ms)
+    try:
+        info = client.admin.command("buildInfo")
+    except Exception as exc:  # noqa: BLE001 - a report line, not a check
+        return f"no answer at {uri} ({type(exc).__name__})"
+    finally:
+        client.close()
+    if "secantusVersion" not in info:
+        return f"mongod {info.get('version')} at {uri}"
+    rust = (info.get("buildEnvironment") or {}).get("cc") == "rustc"
+    return f"{'secantusd-rs' if rust else 'secantusd-py'} {info['secantusVersion']} at {uri}"
+
+
 @functools.lru_cache(maxsize=1)
 def docker_available() -> bool:
     """Quick check for a usable Docker engine (``docker info`` within 3 s, or the socket)."""
@@ -209,7 +228,7 @@ def docker_available() -> bool:
         return False
 
 
-def _use_docker() -> bool:
+def uses_docker() -> bool:
     flag = os.environ.get(ENV_DOCKER, "").strip().lower()
     if flag in {"0", "false", "no", "off"}:
         return False
@@ -242,7 +261,7 @@ def start_services() -> tuple[Services, Callable[[], None]]:
     """Endpoints of running test servers and a cleanup function (idempotent)."""
     with _state.lock:
         if _state.refs == 0:
-            if _use_docker():
+            if uses_docker():
                 _state.services, _state.containers = _start_docker()
             else:
                 _state.services, _state.containers = _start_local(), {}

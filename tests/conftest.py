@@ -13,17 +13,28 @@ from tests.services import (DEFAULT_MONGODB_URI, ENV_MONGODB_URI, Services, desc
                             uses_docker)
 from tests.stack import Stack, make_stack
 
+_MONGO_SERVER = pytest.StashKey[str]()
+
 # The stock client retries 5xx for minutes by default; tests want a failure to show quickly.
 # (Tests of retry behaviour set their own values.)
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "3")
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
 
 
-def pytest_report_header(config: pytest.Config) -> str:
-    """Say which MongoDB wire server the suite runs against."""
+def _mongo_server_line() -> str:
     if uses_docker():
         return "MongoDB wire server: mongo:7 (testcontainers)"
     return "MongoDB wire server: " + describe_mongo_server(os.environ.get(ENV_MONGODB_URI) or DEFAULT_MONGODB_URI)
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    config.stash[_MONGO_SERVER] = line = _mongo_server_line()
+    return line
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
+    """Also at the end (the header is hidden under -q): which server the suite ran against."""
+    terminalreporter.write_line(config.stash.get(_MONGO_SERVER, None) or _mongo_server_line())
 
 
 @pytest.fixture(scope="session")

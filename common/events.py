@@ -202,6 +202,119 @@ class ArtifactDeleted(msgspec.Struct, tag=True, omit_defaults=True):
     model_id: str | None = None
 
 
+# --- model registry events (partitioned by the registered model's internal key) ---------------
+# One partition per registered model: its events apply in order, which is what numbers versions
+# without gaps or repeats, and a rename does not move the model to another partition.
+
+
+class RegisteredModelCreated(msgspec.Struct, tag=True, omit_defaults=True):
+    model_key: str
+    name: str
+    time: int
+    description: str | None = None
+    tags: list[Tag] = []
+
+
+class RegisteredModelRenamed(msgspec.Struct, tag=True):
+    model_key: str
+    name: str  # as the client named it (for messages)
+    new_name: str
+    time: int
+
+
+class RegisteredModelUpdated(msgspec.Struct, tag=True):
+    model_key: str
+    name: str  # as the client named it (for messages)
+    description: str
+    time: int
+
+
+class RegisteredModelDeleted(msgspec.Struct, tag=True):
+    model_key: str
+    name: str  # as the client named it (for messages)
+    time: int
+
+
+class RegisteredModelTagSet(msgspec.Struct, tag=True):
+    model_key: str
+    name: str  # as the client named it (for messages)
+    key: str
+    value: str
+
+
+class RegisteredModelTagDeleted(msgspec.Struct, tag=True):
+    model_key: str
+    name: str  # as the client named it (for messages)
+    key: str
+
+
+class RegisteredModelAliasSet(msgspec.Struct, tag=True):
+    model_key: str
+    name: str  # as the client named it (for messages)
+    alias: str
+    version: int
+
+
+class RegisteredModelAliasDeleted(msgspec.Struct, tag=True):
+    model_key: str
+    name: str  # as the client named it (for messages)
+    alias: str
+
+
+class ModelVersionCreated(msgspec.Struct, tag=True, omit_defaults=True):
+    """The writer assigns the version number (the model's next) and reports it in the outcome."""
+
+    model_key: str
+    name: str  # as the client named it (for messages)
+    time: int
+    source: str
+    storage_location: str
+    run_id: str | None = None
+    run_link: str | None = None
+    description: str | None = None
+    model_id: str | None = None
+    tags: list[Tag] = []
+
+
+class ModelVersionUpdated(msgspec.Struct, tag=True, omit_defaults=True):
+    model_key: str
+    name: str  # as the client named it (for messages)
+    version: int
+    time: int
+    description: str | None = None  # None: unchanged (MLflow's HasField)
+
+
+class ModelVersionStageSet(msgspec.Struct, tag=True):
+    model_key: str
+    name: str  # as the client named it (for messages)
+    version: int
+    stage: str  # canonical
+    archive_existing: bool
+    time: int
+
+
+class ModelVersionDeleted(msgspec.Struct, tag=True):
+    model_key: str
+    name: str  # as the client named it (for messages)
+    version: int
+    time: int
+
+
+class ModelVersionTagSet(msgspec.Struct, tag=True):
+    model_key: str
+    name: str  # as the client named it (for messages)
+    version: int
+    key: str
+    value: str
+
+
+class ModelVersionTagDeleted(msgspec.Struct, tag=True):
+    model_key: str
+    name: str  # as the client named it (for messages)
+    version: int
+    key: str
+
+
 ExperimentEvent = (
     ExperimentCreated | ExperimentRenamed | ExperimentDeleted | ExperimentRestored
     | ExperimentTagSet | ExperimentTagDeleted
@@ -215,7 +328,13 @@ ModelEvent = (
     | LoggedModelParamsLogged | LoggedModelDeleted
 )
 ArtifactEvent = ArtifactStored | ArtifactDeleted
-Event = ExperimentEvent | RunEvent | ModelEvent | ArtifactEvent
+RegistryEvent = (
+    RegisteredModelCreated | RegisteredModelRenamed | RegisteredModelUpdated | RegisteredModelDeleted
+    | RegisteredModelTagSet | RegisteredModelTagDeleted | RegisteredModelAliasSet | RegisteredModelAliasDeleted
+    | ModelVersionCreated | ModelVersionUpdated | ModelVersionStageSet | ModelVersionDeleted
+    | ModelVersionTagSet | ModelVersionTagDeleted
+)
+Event = ExperimentEvent | RunEvent | ModelEvent | ArtifactEvent | RegistryEvent
 
 EXPERIMENT_EVENTS = (
     ExperimentCreated, ExperimentRenamed, ExperimentDeleted, ExperimentRestored,
@@ -234,11 +353,13 @@ class Envelope(msgspec.Struct, omit_defaults=True):
 
 
 class EventOutcome(msgspec.Struct, array_like=True, omit_defaults=True):
-    """The writer's verdict on one event: committed (no error) or rejected with an MLflow error."""
+    """The writer's verdict on one event: committed (no error) or rejected with an MLflow error;
+    `assigned` is what the writer decided for a committed event (a model version's number)."""
 
     id: str
     error_code: str | None = None
     message: str | None = None
+    assigned: int | None = None
 
 
 class CommitNotice(msgspec.Struct):
@@ -275,6 +396,13 @@ MODEL_EVENTS = (
 
 ARTIFACT_EVENTS = (ArtifactStored, ArtifactDeleted)
 
+REGISTRY_EVENTS = (
+    RegisteredModelCreated, RegisteredModelRenamed, RegisteredModelUpdated, RegisteredModelDeleted,
+    RegisteredModelTagSet, RegisteredModelTagDeleted, RegisteredModelAliasSet, RegisteredModelAliasDeleted,
+    ModelVersionCreated, ModelVersionUpdated, ModelVersionStageSet, ModelVersionDeleted,
+    ModelVersionTagSet, ModelVersionTagDeleted,
+)
+
 
 def partition_key(event: Event) -> str:
     if isinstance(event, ARTIFACT_EVENTS):
@@ -284,4 +412,6 @@ def partition_key(event: Event) -> str:
         return f"exp:{event.experiment_id}"
     if isinstance(event, MODEL_EVENTS):
         return f"model:{event.model_id}"
+    if isinstance(event, REGISTRY_EVENTS):
+        return f"registry:{event.model_key}"
     return event.run_id  # type: ignore[union-attr]

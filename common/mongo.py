@@ -16,6 +16,10 @@ Layout (read paths decide it):
   like runs; ``metrics`` is the list of metric points logged with this ``model_id``.
 * ``artifacts``: metadata of stored artifacts (size, checksum, owner run or model), ``_id`` =
   the proxied path. The bytes live in the artifact store (Azure Blob or files), never here.
+* ``registered_models`` and ``model_versions``: the model registry (documents described in
+  ``common/registry.py``). A model's ``_id`` is an internal key that survives renames; ``name``
+  is unique. Versions carry the model's key (``rm``) and name, so "versions of a model" and
+  ``name = '...'`` searches are indexed reads.
 * ``writers``: writer heartbeats, for spreading partitions over writer replicas
   (``writer/balancer.py``).
 * ``counters``: the experiment id sequence (ids are unique across ingest replicas).
@@ -30,8 +34,10 @@ Shard keys (applied only when connected to a mongos):
   evenly as a hashed one, while every history read (one run, one key) stays on one shard and
   the unique ``(run_id, key, seq)`` index stays legal (it is prefixed by the shard key).
 * ``artifacts`` is sharded by ``{_id: "hashed"}`` when it grows: writes are upserts by path.
-* ``experiments``, ``logged_models`` and ``counters`` stay unsharded: they are small (one
-  document per experiment or model, not per run or point).
+* ``experiments``, ``logged_models``, ``registered_models``, ``model_versions`` and ``counters``
+  stay unsharded: they are small (one document per experiment, model or version, not per run or
+  point), and the registry's unique ``name`` index could not be enforced across shards unless the
+  name were the shard key, which a rename would then have to move.
 """
 
 from __future__ import annotations
@@ -51,6 +57,8 @@ METRICS = "metrics"
 COUNTERS = "counters"
 LOGGED_MODELS = "logged_models"
 ARTIFACTS = "artifacts"
+REGISTERED_MODELS = "registered_models"
+MODEL_VERSIONS = "model_versions"
 
 DEFAULT_EXPERIMENT_ID = "0"
 DEFAULT_EXPERIMENT_NAME = "Default"
@@ -83,6 +91,16 @@ INDEXES: dict[str, list[IndexModel]] = {
                    name="exp_stage_created"),
         IndexModel([("experiment_id", ASCENDING), ("name", ASCENDING)], name="exp_name"),
         IndexModel([("source_run_id", ASCENDING)], name="source_run"),
+    ],
+    REGISTERED_MODELS: [
+        IndexModel([("name", ASCENDING)], name="name_unique", unique=True),
+        IndexModel([("last_updated_timestamp", DESCENDING)], name="last_updated"),
+    ],
+    MODEL_VERSIONS: [
+        IndexModel([("rm", ASCENDING), ("version", DESCENDING)], name="model_version"),
+        IndexModel([("name", ASCENDING), ("version", DESCENDING)], name="name_version"),
+        IndexModel([("run_id", ASCENDING)], name="run", sparse=True),
+        IndexModel([("last_updated_timestamp", DESCENDING)], name="last_updated"),
     ],
     ARTIFACTS: [
         IndexModel([("run_id", ASCENDING)], name="run", sparse=True),

@@ -19,7 +19,8 @@ from ingest.bus import EventBus
 from ingest.lookups import Lookups
 from ingest.metrics import IngestMetrics
 from ingest.models import LoggedModelService
-from ingest.routes import add_routes
+from ingest.registry import RegistryService, registry_routes
+from ingest.routes import PREFIXES, add_routes
 from ingest.service import IngestService
 
 CLIENT_MAX_SIZE = 16 * 1024 * 1024  # JSON bodies; artifact uploads stream and are not bound by it
@@ -40,6 +41,9 @@ def install(app: web.Application, settings: Settings, deps: IngestDeps) -> Probe
     bus = EventBus(settings, deps.transport, metrics)
     lookups = Lookups(deps.db, settings.run_cache_ttl_s, metrics)
     add_routes(app, IngestService(settings, bus, lookups), LoggedModelService(bus, lookups), settings.ack_mode)
+    for method, path, handler in registry_routes(RegistryService(deps.db, bus, lookups)):
+        for prefix in PREFIXES:
+            app.router.add_route(method, prefix + path, handler)
     add_artifact_routes(app, ArtifactService(deps.artifacts, bus, settings.max_artifact_bytes,
                                              settings.max_concurrent_uploads))
 

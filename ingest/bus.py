@@ -69,9 +69,10 @@ class EventBus:
     def is_available(self) -> bool:
         return self._transport.is_available()
 
-    async def submit(self, event: ev.Event, ack: AckMode) -> None:
+    async def submit(self, event: ev.Event, ack: AckMode) -> int | None:
         """Return once the event is durable (`enqueued`) or committed (`committed`); raise
-        MlflowError with the writer's verdict, or 503 when durability cannot be confirmed."""
+        MlflowError with the writer's verdict, or 503 when durability cannot be confirmed.
+        A committed event returns what the writer assigned for it (a model version's number)."""
         if self._slots.locked():
             self._metrics.rejected.labels("inflight_limit").inc()
             raise MlflowError.unavailable("Too many writes in flight; retry shortly.")
@@ -96,7 +97,7 @@ class EventBus:
                 raise MlflowError.unavailable(str(exc)) from exc
             self._metrics.published.inc()
             if future is None:
-                return
+                return None
             try:
                 outcome = await asyncio.wait_for(future, self._settings.commit_timeout_s)
             except asyncio.TimeoutError:
@@ -106,6 +107,7 @@ class EventBus:
                     "The write is queued but was not confirmed committed in time; retry it.") from None
         if outcome.error_code is not None:
             raise MlflowError(outcome.message or "", outcome.error_code)
+        return outcome.assigned
 
     async def close(self) -> None:
         await self._transport.close()

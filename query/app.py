@@ -14,7 +14,8 @@ from common.artifacts import ArtifactStore
 from common.settings import Settings
 from common.web import Probes, add_ops_routes, tier_app
 from query.artifacts import add_artifact_routes
-from query.routes import add_routes
+from query.registry import registry_routes
+from query.routes import PREFIXES, add_routes
 
 
 @dataclass
@@ -28,6 +29,9 @@ def install(app: web.Application, settings: Settings, deps: QueryDeps) -> Probes
     """Add the read routes to `app`; return the readiness probes. The tier only reads (init-db
     and ingest create the Default experiment and the indexes)."""
     add_routes(app, deps.db)
+    for method, path, handler in registry_routes(deps.db, deps.artifacts):
+        for prefix in PREFIXES:
+            app.router.add_route(method, prefix + path, handler)
     add_artifact_routes(app, deps.artifacts, deps.db)
 
     async def ping() -> None:

@@ -87,6 +87,7 @@ class Consumer:
             await self._dead_letter(delivery, reason)
         envelopes = [env for _, env in batch.events]
         outcomes: Outcomes = {}
+        assigned: dict[str, int] = {}
         poison: list[_Poison] = []
         start = time.perf_counter()
         spans = self._start_event_spans(envelopes)
@@ -97,13 +98,13 @@ class Consumer:
         with tracer.start_as_current_span("writer.batch", context=traced[0] if traced else None, links=links,
                                           attributes={"genesis.events": len(envelopes)}):
             if envelopes:
-                await self._commit(batch.events, outcomes, poison)
+                await self._commit(batch.events, outcomes, poison, assigned)
         for p in poison:
             await self._dead_letter(p.delivery, p.reason)
             outcomes[p.envelope.id] = MlflowError(
                 f"The write could not be applied and was set aside for an operator: {p.reason}", INTERNAL_ERROR)
         self._end_event_spans(spans, outcomes)
-        await self._notify(envelopes, outcomes)
+        await self._notify(envelopes, outcomes, assigned)
         await self._transport.ack(batch.deliveries)
         self._metrics.commit_seconds.observe(time.perf_counter() - start)
         self._metrics.batches.inc()
@@ -111,7 +112,7 @@ class Consumer:
         self.batches_committed += 1
 
     async def _commit(self, items: list[tuple[Delivery, ev.Envelope]], outcomes: Outcomes, poison: list[_Poison],
-                      *, replay: bool = False) -> None:
+                      assigned: dict[str, int], *, replay: bool = False) -> None:
         """Commit `items` in order, retrying outages; bisect to isolate events MongoDB refuses."""
         envelopes = [env for _, env in items]
         # Redelivered events (a writer crashed or handed the partition over) and retried batches
@@ -144,11 +145,12 @@ class Consumer:
                     return
                 mid = len(items) // 2
                 # part of the batch may be written: the halves replay it
-                await self._commit(items[:mid], outcomes, poison, replay=True)
-                await self._commit(items[mid:], outcomes, poison, replay=True)
+                await self._commit(items[:mid], outcomes, poison, assigned, replay=True)
+                await self._commit(items[mid:], outcomes, poison, assigned, replay=True)
                 return
             self._set_store_health(True)
             outcomes.update(plan.outcomes)
+            assigned.update(plan.assigned)
             self._count(plan.outcomes, plan)
             return
 
@@ -170,14 +172,15 @@ class Consumer:
         self._metrics.dead_letters.inc()
         await self._transport.dead_letter(delivery, reason)
 
-    async def _notify(self, envelopes: list[ev.Envelope], outcomes: Outcomes) -> None:
+    async def _notify(self, envelopes: list[ev.Envelope], outcomes: Outcomes, assigned: dict[str, int]) -> None:
         by_origin: dict[str, list[ev.EventOutcome]] = defaultdict(list)
         for env in envelopes:
             if env.reply_to is None:
                 continue
             err = outcomes.get(env.id)
             by_origin[env.reply_to].append(
-                ev.EventOutcome(env.id) if err is None else ev.EventOutcome(env.id, err.error_code, err.message)
+                ev.EventOutcome(env.id, assigned=assigned.get(env.id)) if err is None
+                else ev.EventOutcome(env.id, err.error_code, err.message)
             )
         for reply_to, results in by_origin.items():
             await self._transport.send_notice(reply_to, ev.encode(ev.CommitNotice(results)))

@@ -27,23 +27,15 @@ from common.documents import new_experiment_document, new_logged_model_document,
 from common.errors import INVALID_STATE, RESOURCE_ALREADY_EXISTS, MlflowError
 from common.keys import encode_key
 from common.mongo import ARTIFACTS, EXPERIMENTS, LOGGED_MODELS, METRICS, RUNS
+from writer.registry_plan import RegistryPlanner, RegistryState
+from writer.writes import Write
+
+__all__ = ["BatchState", "OpenBucket", "Plan", "Write", "plan_batch", "point_key"]
 
 RUN_NAME_TAG = "mlflow.runName"
 
 Point = list[Any]  # [step, timestamp, value-or-None-for-NaN] (+ {extras} when the metric had them)
 PointKey = tuple[int, int, float | None]
-
-
-@dataclass
-class Write:
-    collection: str
-    filter: dict[str, Any]
-    update: dict[str, Any] | None = None  # update operators
-    replacement: dict[str, Any] | None = None  # whole document (upsert)
-    many: bool = False
-    delete: bool = False
-    insert: bool = False  # `replacement` is a new document (InsertOne), not an upsert
-    event_id: str | None = None  # experiment writes: whose outcome a duplicate-key error changes
 
 
 @dataclass
@@ -64,6 +56,7 @@ class BatchState:
     experiment_names: dict[str, str] = field(default_factory=dict)  # name -> id, for the names in the batch
     buckets: dict[tuple[str, str], OpenBucket] = field(default_factory=dict)  # (run_id, encoded key)
     models: dict[str, dict[str, Any]] = field(default_factory=dict)
+    registry: RegistryState = field(default_factory=RegistryState)
 
 
 @dataclass
@@ -72,6 +65,7 @@ class Plan:
     outcomes: dict[str, MlflowError | None]
     points_written: int = 0
     points_dropped: int = 0
+    assigned: dict[str, int] = field(default_factory=dict)  # event id -> what the writer assigned
 
 
 @dataclass
@@ -147,6 +141,7 @@ class _Planner:
         self.buckets: dict[tuple[str, str], _BucketWork] = {}
         self.experiment_writes: list[Write] = []
         self.artifact_writes: list[Write] = []
+        self.registry = RegistryPlanner(state.registry)
         self.experiments = {k: copy.deepcopy(d) for k, d in state.experiments.items()}
         self.names = dict(state.experiment_names)
         self.points_written = 0
@@ -190,8 +185,9 @@ class _Planner:
 
     # --- experiments -----------------------------------------------------------------------
 
-    def _exp_write(self, eid: str, event_id: str, update: dict[str, Any]) -> None:
-        self.experiment_writes.append(Write(EXPERIMENTS, {"_id": eid}, update=update, event_id=event_id))
+    def _exp_write(self, eid: str, event_id: str, update: dict[str, Any], name: str | None = None) -> None:
+        self.experiment_writes.append(Write(EXPERIMENTS, {"_id": eid}, update=update, event_id=event_id,
+                                            on_duplicate=_experiment_exists(name) if name else None))
 
     def apply_experiment(self, e: ev.ExperimentEvent, event_id: str) -> None:
         if isinstance(e, ev.ExperimentCreated):
@@ -206,7 +202,8 @@ class _Planner:
             )
             self.experiments[e.experiment_id] = doc
             self.names[e.name] = e.experiment_id
-            self.experiment_writes.append(Write(EXPERIMENTS, {"_id": e.experiment_id}, replacement=doc, event_id=event_id))
+            self.experiment_writes.append(Write(EXPERIMENTS, {"_id": e.experiment_id}, replacement=doc, event_id=event_id,
+                                                on_duplicate=_experiment_exists(e.name)))
         elif isinstance(e, ev.ExperimentRenamed):
             doc = self.experiment(e.experiment_id)
             if doc.get("lifecycle_stage") != "active":
@@ -217,7 +214,8 @@ class _Planner:
             self.names.pop(doc["name"], None)
             doc["name"] = e.new_name
             self.names[e.new_name] = e.experiment_id
-            self._exp_write(e.experiment_id, event_id, {"$set": {"name": e.new_name, "last_update_time": e.time}})
+            self._exp_write(e.experiment_id, event_id, {"$set": {"name": e.new_name, "last_update_time": e.time}},
+                            name=e.new_name)
         elif isinstance(e, (ev.ExperimentDeleted, ev.ExperimentRestored)):
             doc = self.experiment(e.experiment_id)
             deleting = isinstance(e, ev.ExperimentDeleted)
@@ -467,7 +465,7 @@ class _Planner:
     # --- output ----------------------------------------------------------------------------
 
     def writes(self) -> list[Write]:
-        out: list[Write] = [*self.experiment_writes, *self.artifact_writes]
+        out: list[Write] = [*self.experiment_writes, *self.registry.writes, *self.artifact_writes]
         for (run_id, enc), bucket in self.buckets.items():
             for seq, points in bucket.pending.items():
                 steps = [p[0] for p in points]
@@ -520,6 +518,8 @@ def plan_batch(envelopes: list[ev.Envelope], state: BatchState, bucket_size: int
                 planner.apply_model(event)  # type: ignore[arg-type]
             elif isinstance(event, ev.ARTIFACT_EVENTS):
                 planner.apply_artifact(event)  # type: ignore[arg-type]
+            elif isinstance(event, ev.REGISTRY_EVENTS):
+                planner.registry.apply(event, env.id)  # type: ignore[arg-type]
             else:
                 planner.apply_run(event)  # type: ignore[arg-type]
             outcomes[env.id] = None
@@ -527,6 +527,10 @@ def plan_batch(envelopes: list[ev.Envelope], state: BatchState, bucket_size: int
             outcomes[env.id] = err
     writes = planner.writes()
     # Bucket pushes first, so a run document never announces points that are not stored yet;
-    # then experiment writes (and their run cascades) in event order; then one write per run.
+    # then experiment and registry writes (and run cascades) in event order; then one write per run.
     writes.sort(key=lambda w: 0 if w.collection == METRICS else 1 if w.event_id is not None else 2)
-    return Plan(writes, outcomes, planner.points_written, planner.points_dropped)
+    return Plan(writes, outcomes, planner.points_written, planner.points_dropped, planner.registry.assigned)
+
+
+def _experiment_exists(name: str) -> str:
+    return f"Experiment(name={name}) already exists."

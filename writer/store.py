@@ -23,7 +23,7 @@ from pymongo.errors import (
 from common import events as ev
 from common.errors import RESOURCE_ALREADY_EXISTS, MlflowError
 from common.keys import encode_key
-from common.mongo import ARTIFACTS, EXPERIMENTS, LOGGED_MODELS, METRICS, RUNS
+from common.mongo import ARTIFACTS, EXPERIMENTS, LOGGED_MODELS, METRICS, MODEL_VERSIONS, REGISTERED_MODELS, RUNS
 from writer.plan import BatchState, OpenBucket, Plan, Write, point_key
 
 log = logging.getLogger(__name__)
@@ -47,6 +47,8 @@ class _Keys:
     exp_ids: set[str] = field(default_factory=set)
     names: set[str] = field(default_factory=set)
     model_ids: set[str] = field(default_factory=set)
+    registry_keys: set[str] = field(default_factory=set)
+    registry_names: set[str] = field(default_factory=set)
     metric_times: dict[tuple[str, str], tuple[int, int]] = field(default_factory=dict)
 
 
@@ -58,6 +60,12 @@ def _batch_keys(envelopes: list[ev.Envelope]) -> _Keys:
         e = env.event
         if isinstance(e, ev.ARTIFACT_EVENTS):
             continue  # metadata upserts need no prior state
+        if isinstance(e, ev.REGISTRY_EVENTS):
+            keys.registry_keys.add(e.model_key)
+            keys.registry_names.add(e.name)
+            if isinstance(e, ev.RegisteredModelRenamed):
+                keys.registry_names.add(e.new_name)
+            continue
         if isinstance(e, ev.MODEL_EVENTS):
             model_ids.add(e.model_id)
             if isinstance(e, ev.LoggedModelCreated):
@@ -102,9 +110,24 @@ async def load_state(db: AsyncDatabase, envelopes: list[ev.Envelope], *, conserv
                     state.experiment_names[doc["name"]] = doc["_id"]
         if metric_times:
             await _load_buckets(db, state, metric_times, conservative)
+        if keys.registry_keys:
+            await _load_registry(db, state, keys)
     except TRANSIENT as exc:
         raise StoreUnavailable(str(exc)) from exc
     return state
+
+
+async def _load_registry(db: AsyncDatabase, state: BatchState, keys: _Keys) -> None:
+    """The registered models the batch addresses (by key, and by name for uniqueness) and all
+    their versions: numbering, archiving and alias checks need them (a model has few)."""
+    registry = state.registry
+    for query in ({"_id": {"$in": list(keys.registry_keys)}}, {"name": {"$in": list(keys.registry_names)}}):
+        async for doc in db[REGISTERED_MODELS].find(query):
+            registry.names[doc["name"]] = doc["_id"]
+            if doc["_id"] in keys.registry_keys:
+                registry.models[doc["_id"]] = doc
+    async for doc in db[MODEL_VERSIONS].find({"rm": {"$in": list(keys.registry_keys)}}):
+        registry.versions.setdefault(doc["rm"], {})[doc["version"]] = doc
 
 
 # Open-bucket candidates fetched by id; more than this many buckets past the recorded one only
@@ -183,19 +206,19 @@ def _to_op(w: Write) -> UpdateOne | ReplaceOne | UpdateMany | DeleteMany | Inser
 
 
 async def apply_plan(db: AsyncDatabase, plan: Plan) -> None:
-    """Execute the writes in plan order; experiment conflicts become that event's outcome."""
+    """Execute the writes in plan order; unique-name conflicts become that event's outcome."""
     groups: dict[str, list[Write]] = defaultdict(list)
     sequence: list[str] = []
     for w in plan.writes:
-        group = "exp" if w.event_id is not None else w.collection
+        group = "event" if w.event_id is not None else w.collection
         if group not in groups:
             sequence.append(group)
         groups[group].append(w)
     try:
         for group in sequence:
             writes = groups[group]
-            if group == "exp":
-                await _apply_experiment_writes(db, plan, writes)
+            if group == "event":
+                await _apply_event_writes(db, plan, writes)
             else:
                 # Artifact writes may put and delete one path in a batch: keep their order.
                 await db[group].bulk_write([_to_op(w) for w in writes], ordered=group == ARTIFACTS)
@@ -205,20 +228,22 @@ async def apply_plan(db: AsyncDatabase, plan: Plan) -> None:
         raise StoreUnavailable(str(exc)) from exc
 
 
-async def _apply_experiment_writes(db: AsyncDatabase, plan: Plan, writes: list[Write]) -> None:
+async def _apply_event_writes(db: AsyncDatabase, plan: Plan, writes: list[Write]) -> None:
+    """Experiment and registry writes, one at a time in event order. A unique index refusing one
+    (a name taken concurrently through another partition) fails that event, and its later writes
+    are skipped."""
     failed: set[str] = set()
     for w in writes:
-        if w.event_id in failed:
+        event_id = w.event_id or ""
+        if event_id in failed:
             continue
         try:
             await db[w.collection].bulk_write([_to_op(w)])
-        except BulkWriteError as exc:
-            codes = {e.get("code") for e in exc.details.get("writeErrors", [])}
-            if 11000 not in codes:
+        except (BulkWriteError, DuplicateKeyError) as exc:
+            details = exc.details if isinstance(exc, BulkWriteError) else {"writeErrors": [{"code": exc.code}]}
+            codes = {e.get("code") for e in (details or {}).get("writeErrors", [])}
+            if 11000 not in codes or w.on_duplicate is None:
                 raise
-            failed.add(w.event_id or "")
-            name = (w.replacement or {}).get("name") or ((w.update or {}).get("$set") or {}).get("name")
-            plan.outcomes[w.event_id or ""] = MlflowError(f"Experiment(name={name}) already exists.", RESOURCE_ALREADY_EXISTS)
-        except DuplicateKeyError:
-            failed.add(w.event_id or "")
-            plan.outcomes[w.event_id or ""] = MlflowError("Experiment already exists.", RESOURCE_ALREADY_EXISTS)
+            failed.add(event_id)
+            plan.outcomes[event_id] = MlflowError(w.on_duplicate, RESOURCE_ALREADY_EXISTS)
+            plan.assigned.pop(event_id, None)

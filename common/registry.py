@@ -188,14 +188,14 @@ def model_version(doc: dict[str, Any], aliases: list[str] | None = None) -> dict
         "name": doc["name"], "version": str(doc["version"]),
         "creation_timestamp": doc["creation_timestamp"], "last_updated_timestamp": doc["last_updated_timestamp"],
     }
-    for field in ("description", "user_id"):
-        if doc.get(field) is not None:
-            out[field] = doc[field]
+    # The SQL store hands the proto "" for these when unset, so the reference always prints them.
+    out["description"] = doc.get("description") or ""
+    if doc.get("user_id") is not None:
+        out["user_id"] = doc["user_id"]
     out["current_stage"] = doc.get("current_stage", STAGE_NONE)
     out["source"] = doc.get("source", "")
-    for field in ("run_id", "run_link"):
-        if doc.get(field) is not None:
-            out[field] = doc[field]
+    out["run_id"] = doc.get("run_id") or ""
+    out["run_link"] = doc.get("run_link") or ""
     out["status"] = doc.get("status", "READY")
     if doc.get("status_message"):
         out["status_message"] = doc["status_message"]

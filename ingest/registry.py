@@ -227,7 +227,7 @@ class RegistryService:
             doc["_id"], req.name, now_ms(), source=source, storage_location=storage_location, run_id=run_id,
             run_link=req.run_link or None, description=req.description or None, model_id=model_id, tags=tags))
         if model_id and not prompt:
-            await self._link_logged_model(model_id, req.name, str(number))
+            await self._link_logged_model(model_id, req.name, number)
         return {"model_version": await reads.rendered_version(self._db, req.name, number)}
 
     async def update_version(self, req: UpdateModelVersion, body: dict[str, Any]) -> dict[str, Any]:
@@ -373,7 +373,7 @@ class RegistryService:
             run_id = (model or {}).get("source_run_id")
         return location, run_id
 
-    async def _link_logged_model(self, model_id: str, name: str, number: str) -> None:
+    async def _link_logged_model(self, model_id: str, name: str, number: int | None) -> None:
         """MLflow records on the logged model which versions it became (`mlflow.modelVersions`)."""
         model = await self._lookups.logged_model(model_id)
         if model is None:

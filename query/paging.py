@@ -79,7 +79,8 @@ def decode_token(token: str | None, search: str, n_values: int) -> list[Scalar] 
     try:
         parsed = _decoder.decode(raw)
     except (msgspec.DecodeError, msgspec.ValidationError):
-        raise _bad("not a token issued by this server") from None
+        # what MLflow says of a token it cannot read (it decodes, then parses JSON)
+        raise MlflowError.invalid("Invalid page token, could not base64-decode") from None
     if parsed.v != TOKEN_VERSION or parsed.q != search:
         raise _bad("it was issued for a different search (filter, order or experiments changed)")
     if len(parsed.k) != n_values:

@@ -9,6 +9,7 @@ typed value. Paging uses the same keyset tokens as runs/search.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -138,6 +139,20 @@ def _value(kind: str, key: str, lit: _Literal | None, numeric: frozenset[str], l
                   f"Got value {lit.text}")
 
 
+_TOKEN_RE = re.compile(r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"|`[^`]*`|[\w.]+|[<>=!~]+|[(),]")
+
+
+def _comparisons(text: str) -> list[_Comparison]:
+    """The filter's comparisons; a filter that is not `comparison AND ...` gets the reference's
+    message, which lists the clauses it could not read (the OR, or the whole text)."""
+    try:
+        return _parse_comparisons(text)
+    except MlflowError:
+        tokens = _TOKEN_RE.findall(text)
+        bad = [t for t in tokens if t.upper() == "OR"] or tokens
+        raise invalid(f"Invalid clause(s) in filter string: {', '.join(bad)}") from None
+
+
 def _tag_condition(clauses: list[tuple[str, str, Any]], querying_prompts: bool) -> list[dict[str, Any]]:
     out = []
     for key, comparator, value in clauses:
@@ -161,7 +176,7 @@ def model_filter(text: str | None) -> dict[str, Any]:
     """`registered-models/search` filter -> a MongoDB query (prompts excluded unless asked for)."""
     conditions: list[dict[str, Any]] = []
     tags: list[tuple[str, str, Any]] = []
-    for comp in _parse_comparisons(text or ""):
+    for comp in _comparisons(text or ""):
         kind, key = _identifier(comp.identifier, MODEL_ATTRIBUTES)
         value = _value(kind, key, comp.value, frozenset(), frozenset({"name"}))
         if kind == "tag":
@@ -204,7 +219,7 @@ def version_filter(text: str | None) -> dict[str, Any]:
     """`model-versions/search` filter -> a MongoDB query (prompt versions excluded unless asked for)."""
     conditions: list[dict[str, Any]] = []
     tags: list[tuple[str, str, Any]] = []
-    for comp in _parse_comparisons(text or ""):
+    for comp in _comparisons(text or ""):
         clause = _version_clause(comp)
         if isinstance(clause, tuple):
             tags.append(clause)
@@ -220,14 +235,18 @@ def version_filter(text: str | None) -> dict[str, Any]:
 # --- order_by ------------------------------------------------------------------------------------
 
 _MODEL_ORDER = {"name": "name", "timestamp": "last_updated_timestamp", "last_updated_timestamp": "last_updated_timestamp"}
+_MODEL_ORDER_RECOMMENDED = frozenset({"name", "timestamp"})  # what MLflow's message lists
 _VERSION_ORDER = {"name": "name", "version_number": "version", "creation_timestamp": "creation_timestamp",
                   "last_updated_timestamp": "last_updated_timestamp"}
 
 
-def _sort_plan(order_by: list[str], fields: dict[str, str], defaults: list[tuple[str, bool]]) -> SortPlan:
+def _sort_plan(order_by: list[str], fields: dict[str, str], defaults: list[tuple[str, bool]],
+               listed: frozenset[str] | None = None) -> SortPlan:
     keys: list[SortKey] = []
     for text in order_by:
         identifier, ascending = _parse_order_by(text)
+        if listed is not None and identifier not in fields:
+            raise invalid(f"Invalid order by key '{identifier}' specified. Valid keys are '{_set_repr(listed)}'")
         kind, key = _identifier(identifier, frozenset(fields))
         if kind != "attribute":
             raise invalid(f"Invalid order_by entity: {kind}")
@@ -256,7 +275,7 @@ def _page_size(value: int | None, default: int, limit: int) -> int:
 def plan_model_search(req: SearchRegisteredModels) -> SearchPlan:
     limit = _page_size(req.max_results, DEFAULT_MODELS_PER_PAGE, MAX_MODELS_PER_PAGE)
     match = model_filter(req.filter)
-    sort = _sort_plan(req.order_by, _MODEL_ORDER, [("name", True)])
+    sort = _sort_plan(req.order_by, _MODEL_ORDER, [("name", True)], _MODEL_ORDER_RECOMMENDED)
     search = fingerprint("registered_models", req.filter or "", req.order_by)
     return SearchPlan(match, sort, limit, search, decode_token(req.page_token, search, len(sort.keys)))
 
@@ -286,10 +305,9 @@ async def search_models(db: AsyncDatabase, req: SearchRegisteredModels) -> dict[
 
 async def search_versions(db: AsyncDatabase, req: SearchModelVersions) -> dict[str, Any]:
     rows, token = await fetch_page(db[MODEL_VERSIONS], plan_version_search(req))
-    models = {d["_id"]: d async for d in db[REGISTERED_MODELS].find({"_id": {"$in": list({r["rm"] for r in rows})}})}
     out: dict[str, Any] = {}
-    if rows:
-        out["model_versions"] = [reg.model_version(r, reg.aliases_of(models.get(r["rm"]), r["version"])) for r in rows]
+    if rows:  # the reference leaves aliases out of search results (get-model-version has them)
+        out["model_versions"] = [reg.model_version(r) for r in rows]
     if token:
         out["next_page_token"] = token
     return out

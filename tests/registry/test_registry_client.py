@@ -10,6 +10,7 @@ from pathlib import Path
 import mlflow
 import numpy as np
 import pytest
+import requests
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 from sklearn.linear_model import LogisticRegression
@@ -73,7 +74,7 @@ def test_log_model_twice_registers_versions_and_the_alias_loads(client: MlflowCl
     assert f'"name": "{name}", "version": "2"' in logged.tags["mlflow.modelVersions"]
 
 
-def test_register_model_from_a_run_and_download_uri(client: MlflowClient, tracking, tmp_path) -> None:
+def test_register_model_from_a_run_and_download_uri(client: MlflowClient, uri: str, tracking, tmp_path) -> None:
     name = _name("reg")
     with mlflow.start_run() as run:
         mlflow.sklearn.log_model(LogisticRegression().fit(X, Y), name="m")
@@ -84,6 +85,13 @@ def test_register_model_from_a_run_and_download_uri(client: MlflowClient, tracki
     assert client.get_model_version_download_uri(name, "1") == client.get_logged_model(model_id).artifact_location
     local = mlflow.artifacts.download_artifacts(f"models:/{name}/1", dst_path=str(tmp_path))
     assert [p.name for p in Path(local).rglob("MLmodel")] == ["MLmodel"]
+    # the UI's download of one file of a version, through the same artifact store
+    response = requests.get(f"{uri}/api/2.0/mlflow/model-versions/get-artifact",
+                            params={"name": name, "version": "1", "path": "MLmodel"}, timeout=30)
+    assert response.status_code == 200 and b"flavors" in response.content
+    escaping = requests.get(f"{uri}/api/2.0/mlflow/model-versions/get-artifact",
+                            params={"name": name, "version": "1", "path": "../../secret"}, timeout=30)
+    assert escaping.status_code == 400
 
 
 def test_create_get_update_tags_and_errors(client: MlflowClient) -> None:

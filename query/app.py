@@ -16,6 +16,7 @@ from common.web import Probes, add_ops_routes, tier_app
 from query.artifacts import add_artifact_routes
 from query.registry import registry_routes
 from query.routes import PREFIXES, add_routes
+from query.ui import find_ui_build, ui_routes
 
 
 @dataclass
@@ -32,6 +33,8 @@ def install(app: web.Application, settings: Settings, deps: QueryDeps) -> Probes
     for method, path, handler in registry_routes(deps.db, deps.artifacts):
         for prefix in PREFIXES:
             app.router.add_route(method, prefix + path, handler)
+    for method, path, handler in ui_routes(find_ui_build()):
+        app.router.add_route(method, path, handler)
     add_artifact_routes(app, deps.artifacts, deps.db)
 
     async def ping() -> None:

@@ -28,6 +28,16 @@ def json_response(payload: Any, status: int = 200) -> web.Response:
     return web.Response(body=_json.encode(payload), status=status, content_type="application/json")
 
 
+def require_json_content_type(request: web.Request) -> None:
+    """MLflow's `_validate_content_type(request, ["application/json"])` for POST/PUT handlers."""
+    if request.method not in ("POST", "PUT"):
+        return
+    if "Content-Type" not in request.headers:
+        raise MlflowError.invalid("Bad Request. Content-Type header is missing.")
+    if request.content_type != "application/json":
+        raise MlflowError.invalid("Bad Request. Content-Type must be one of ['application/json'].")
+
+
 def error_response(err: MlflowError) -> web.Response:
     headers = {"Retry-After": str(err.retry_after)} if err.retry_after is not None else None
     return web.Response(body=err.body(), status=err.http_status, content_type="application/json", headers=headers)

@@ -22,6 +22,7 @@ from ingest.models import LoggedModelService
 from ingest.registry import RegistryService, registry_routes
 from ingest.routes import PREFIXES, add_routes
 from ingest.service import IngestService
+from ingest.ui_api import ui_api_routes
 
 CLIENT_MAX_SIZE = 16 * 1024 * 1024  # JSON bodies; artifact uploads stream and are not bound by it
 
@@ -40,12 +41,15 @@ def install(app: web.Application, settings: Settings, deps: IngestDeps) -> Probe
     metrics = IngestMetrics(deps.registry)
     bus = EventBus(settings, deps.transport, metrics)
     lookups = Lookups(deps.db, settings.run_cache_ttl_s, metrics)
-    add_routes(app, IngestService(settings, bus, lookups), LoggedModelService(bus, lookups), settings.ack_mode)
+    service = IngestService(settings, bus, lookups)
+    artifacts = ArtifactService(deps.artifacts, bus, settings.max_artifact_bytes, settings.max_concurrent_uploads)
+    add_routes(app, service, LoggedModelService(bus, lookups), settings.ack_mode)
     for method, path, handler in registry_routes(RegistryService(deps.db, bus, lookups)):
         for prefix in PREFIXES:
             app.router.add_route(method, prefix + path, handler)
-    add_artifact_routes(app, ArtifactService(deps.artifacts, bus, settings.max_artifact_bytes,
-                                             settings.max_concurrent_uploads))
+    for method, path, handler in ui_api_routes(deps.db, service, artifacts):
+        app.router.add_route(method, path, handler)
+    add_artifact_routes(app, artifacts)
 
     async def lifecycle(_: web.Application) -> AsyncIterator[None]:
         await ensure_default_experiment(deps.db)

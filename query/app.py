@@ -17,6 +17,7 @@ from query.artifacts import add_artifact_routes
 from query.registry import registry_routes
 from query.routes import PREFIXES, add_routes
 from query.ui import find_ui_build, ui_routes
+from query.ui_api import ui_api_routes
 
 
 @dataclass
@@ -33,7 +34,7 @@ def install(app: web.Application, settings: Settings, deps: QueryDeps) -> Probes
     for method, path, handler in registry_routes(deps.db, deps.artifacts):
         for prefix in PREFIXES:
             app.router.add_route(method, prefix + path, handler)
-    for method, path, handler in ui_routes(find_ui_build()):
+    for method, path, handler in [*ui_routes(find_ui_build()), *ui_api_routes(deps.db, deps.artifacts)]:
         app.router.add_route(method, path, handler)
     add_artifact_routes(app, deps.artifacts, deps.db)
 

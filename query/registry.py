@@ -360,13 +360,7 @@ def registry_routes(db: AsyncDatabase, store: ArtifactStore) -> list[tuple[str, 
         return handler
 
     async def get_artifact(request: web.Request) -> web.StreamResponse:
-        """A file of a version whose files this server stores (`mlflow-artifacts:` locations)."""
-        path = safe_relative_path(request.query.get("path", ""))
-        uri = (await download_uri(db, GetModelVersion(request.query.get("name", ""),
-                                                      request.query.get("version", ""))))["artifact_uri"]
-        if not uri.startswith(SCHEME):
-            raise MlflowError.invalid(f"The model version's artifacts are not served by this server ({uri}).")
-        return await stream_file(request, store, join_under(safe_relative_path(uri[len(SCHEME):].lstrip("/")), path))
+        return await version_artifact(request, db, store)
 
     get_model = endpoint(GetRegisteredModel, lambda m: _get_model(db, m.name))
     latest = endpoint(GetLatestVersions, lambda m: latest_versions(db, m))
@@ -382,6 +376,16 @@ def registry_routes(db: AsyncDatabase, store: ArtifactStore) -> list[tuple[str, 
         ("GET", "/model-versions/get-download-uri", endpoint(GetModelVersion, lambda m: download_uri(db, m))),
         ("GET", "/model-versions/get-artifact", get_artifact),
     ]
+
+
+async def version_artifact(request: web.Request, db: AsyncDatabase, store: ArtifactStore) -> web.StreamResponse:
+    """`model-versions/get-artifact`: a file of a version whose files this server stores."""
+    path = safe_relative_path(request.query.get("path", ""))
+    uri = (await download_uri(db, GetModelVersion(request.query.get("name", ""),
+                                                  request.query.get("version", ""))))["artifact_uri"]
+    if not uri.startswith(SCHEME):
+        raise MlflowError.invalid(f"The model version's artifacts are not served by this server ({uri}).")
+    return await stream_file(request, store, join_under(safe_relative_path(uri[len(SCHEME):].lstrip("/")), path))
 
 
 async def _get_model(db: AsyncDatabase, name: str) -> dict[str, Any]:

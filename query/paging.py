@@ -73,14 +73,14 @@ def decode_token(token: str | None, search: str, n_values: int) -> list[Scalar] 
     if not token:
         return None
     try:
-        raw = base64.urlsafe_b64decode(token.encode("ascii") + b"=" * (-len(token) % 4))
+        # Strict, as MLflow's b64decode is: tokens issued here are padded base64.
+        raw = base64.b64decode(token.encode("ascii"), altchars=b"-_", validate=True)
     except (binascii.Error, UnicodeEncodeError, ValueError):
         raise MlflowError.invalid("Invalid page token, could not base64-decode") from None
     try:
         parsed = _decoder.decode(raw)
     except (msgspec.DecodeError, msgspec.ValidationError):
-        # what MLflow says of a token it cannot read (it decodes, then parses JSON)
-        raise MlflowError.invalid("Invalid page token, could not base64-decode") from None
+        raise _bad("not a token issued by this server") from None
     if parsed.v != TOKEN_VERSION or parsed.q != search:
         raise _bad("it was issued for a different search (filter, order or experiments changed)")
     if len(parsed.k) != n_values:

@@ -13,6 +13,7 @@ from typing import Any
 from common.keys import decode_key, encode_key
 
 ARTIFACTS_FOLDER = "artifacts"
+DEFAULT_WORKSPACE = "default"
 
 
 def experiment_artifact_location(experiment_id: str) -> str:
@@ -107,6 +108,7 @@ def experiment(doc: dict[str, Any]) -> dict[str, Any]:
     tags = _kv_list(doc.get("tags"))
     if tags:
         out["tags"] = tags
+    out["workspace"] = DEFAULT_WORKSPACE  # MLflow 3.17 names the workspace even when they are off
     return {k: v for k, v in out.items() if v is not None}
 
 

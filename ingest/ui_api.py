@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import posixpath
+import uuid
+from datetime import datetime, timezone
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -30,6 +32,7 @@ from ingest.service import IngestService
 MAX_UPLOAD_BYTES = 10 * 1024 * 1024
 SCHEME = "mlflow-artifacts:"
 LOGGED_ARTIFACTS_TAG = "mlflow.loggedArtifacts"
+LOG_MODEL_HISTORY_TAG = "mlflow.log-model.history"
 SOURCE_TYPE_TAG = "mlflow.runSourceType"
 EVAL_TABLE = "eval_results_table.json"
 
@@ -102,7 +105,12 @@ async def create_promptlab_run(db: AsyncDatabase, service: IngestService, artifa
     run_id = created["run"]["info"]["run_id"]
     params = [*model_parameters, ("model_route", str(args["model_route"])),
               ("prompt_template", str(args["prompt_template"]))]
-    tags = [(LOGGED_ARTIFACTS_TAG, json.dumps([{"path": EVAL_TABLE, "type": "table"}])),
+    # MLflow records the run's `model` as logged (its files are left out here: see above)
+    history = [{"run_id": run_id, "artifact_path": "model",
+                "utc_time_created": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f"),
+                "model_uuid": uuid.uuid4().hex, "flavors": {}}]
+    tags = [(LOG_MODEL_HISTORY_TAG, json.dumps(history)),
+            (LOGGED_ARTIFACTS_TAG, json.dumps([{"path": EVAL_TABLE, "type": "table"}])),
             (SOURCE_TYPE_TAG, "PROMPT_ENGINEERING")]
     status = "FINISHED"
     try:

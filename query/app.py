@@ -14,6 +14,7 @@ from common.artifacts import ArtifactStore
 from common.settings import Settings
 from common.web import Probes, add_ops_routes, tier_app
 from query.artifacts import add_artifact_routes
+from query.graphql_api import graphql_routes
 from query.registry import registry_routes
 from query.routes import PREFIXES, add_routes
 from query.ui import find_ui_build, ui_routes
@@ -31,10 +32,11 @@ def install(app: web.Application, settings: Settings, deps: QueryDeps) -> Probes
     """Add the read routes to `app`; return the readiness probes. The tier only reads (init-db
     and ingest create the Default experiment and the indexes)."""
     add_routes(app, deps.db)
-    for method, path, handler in registry_routes(deps.db, deps.artifacts):
+    for method, path, handler in registry_routes(deps.db):
         for prefix in PREFIXES:
             app.router.add_route(method, prefix + path, handler)
-    for method, path, handler in [*ui_routes(find_ui_build()), *ui_api_routes(deps.db, deps.artifacts)]:
+    for method, path, handler in [*ui_routes(find_ui_build()), *ui_api_routes(deps.db, deps.artifacts),
+                                  *graphql_routes(deps.db, deps.artifacts)]:
         app.router.add_route(method, path, handler)
     add_artifact_routes(app, deps.artifacts, deps.db)
 

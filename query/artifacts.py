@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import mimetypes
 import posixpath
+import unicodedata
 from typing import Any
 from urllib.parse import quote
 
@@ -28,18 +29,54 @@ MLFLOW_PREFIXES = ("/api/2.0/mlflow", "/ajax-api/2.0/mlflow")
 SCHEME = "mlflow-artifacts:"
 
 
+# MLflow serves these as text/plain (`mlflow/utils/mime_type_utils.py`): never as something a
+# browser would render or run on the server's origin.
+TEXT_EXTENSIONS = frozenset({
+    "txt", "log", "err", "cfg", "conf", "cnf", "cf", "ini", "properties", "prop", "hocon", "toml", "yaml", "yml",
+    "xml", "json", "js", "py", "py3", "csv", "tsv", "md", "rst", "ipynb", "MLmodel", "MLproject"})
+_TOKEN_CHARS = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
+
+
 def mime_type(path: str) -> str:
-    guessed, _ = mimetypes.guess_type(path)
-    return guessed or ("text/plain" if posixpath.basename(path) in ("MLmodel", "MLproject") else "application/octet-stream")
+    name = posixpath.basename(path)
+    extension = posixpath.splitext(name)[1].lstrip(".") or name
+    if extension in TEXT_EXTENSIONS:
+        return "text/plain"
+    guessed, _ = mimetypes.guess_type(name)
+    return guessed or "application/octet-stream"
+
+
+def content_disposition(name: str) -> str:
+    """MLflow's `_content_disposition_attachment`: a plain token, a quoted string, or for
+    non-ASCII names an ASCII fallback plus the RFC 5987 form."""
+    if not name.isascii():
+        fallback = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode("ascii") or "download"
+        return f"attachment; filename={_header_value(fallback)}; filename*=UTF-8''{quote(name, safe='!#$&+-.^_`|~')}"
+    return f"attachment; filename={_header_value(name)}"
+
+
+def _header_value(value: str) -> str:
+    if value and set(value) <= _TOKEN_CHARS:
+        return value
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+async def _open(store: ArtifactStore, path: str) -> tuple[int, Any]:
+    try:
+        return await store.open(path)
+    except MlflowError as err:
+        if err.http_status == 404 and await store.list(path):
+            raise MlflowError.invalid(f"Artifact path refers to a directory, not a file: '{path}'") from None
+        raise
 
 
 async def stream_file(request: web.Request, store: ArtifactStore, path: str) -> web.StreamResponse:
-    size, chunks = await store.open(path)
-    name = posixpath.basename(path)
+    size, chunks = await _open(store, path)
     response = web.StreamResponse(headers={
         "Content-Type": mime_type(path),
         "Content-Length": str(size),
-        "Content-Disposition": f"attachment; filename*=UTF-8''{quote(name)}",
+        "Content-Disposition": content_disposition(posixpath.basename(path)),
+        "X-Content-Type-Options": "nosniff",
     })
     async with contextlib.aclosing(chunks):
         await response.prepare(request)
@@ -72,6 +109,14 @@ async def run_artifact_root(db: AsyncDatabase, run_id: str) -> tuple[str, str]:
     return uri, safe_relative_path(uri[len(SCHEME):].lstrip("/"))
 
 
+async def list_run_artifacts(db: AsyncDatabase, store: ArtifactStore, run_id: str, path: str | None) -> dict[str, Any]:
+    """`artifacts/list` of a run: its artifact URI and the entries under `path`, their paths
+    relative to the run's root. The path is checked before the run is looked up, as MLflow does."""
+    rel = safe_relative_path(path or "")
+    uri, root = await run_artifact_root(db, run_id)
+    return {"root_uri": uri, **listing(await store.list(join_under(root, rel)), under=rel)}
+
+
 def _raw_tail(request: web.Request, marker: str) -> str:
     raw = request.raw_path.split("?", 1)[0]
     for prefix in PREFIXES:
@@ -97,10 +142,7 @@ def add_artifact_routes(app: web.Application, store: ArtifactStore, db: AsyncDat
 
     async def legacy_list(request: web.Request) -> web.Response:
         run_id = request.query.get("run_id") or request.query.get("run_uuid") or ""
-        uri, root = await run_artifact_root(db, run_id)
-        rel = safe_relative_path(request.query.get("path", ""))
-        files = await store.list(join_under(root, rel))
-        return json_response({"root_uri": uri, **listing(files, under=rel)})
+        return json_response(await list_run_artifacts(db, store, run_id, request.query.get("path")))
 
     for prefix in PREFIXES:
         app.router.add_get(prefix + "/artifacts", list_dir)

@@ -169,8 +169,15 @@ def bulk_interval_window(req: rq.GetMetricHistoryBulkInterval) -> tuple[int, int
 
 async def get_metric_history_bulk_interval(db: AsyncDatabase, req: rq.GetMetricHistoryBulkInterval) -> dict[str, Any]:
     max_results, start, end = bulk_interval_window(req)
-    key = req.metric_key or ""
-    query: dict[str, Any] = {"run_id": {"$in": sorted(set(req.run_ids))}, "key": encode_key(key)}
+    metrics = await sampled_histories(db, req.run_ids, req.metric_key or "", max_results, start, end)
+    return {"metrics": metrics} if metrics else {}
+
+
+async def sampled_histories(db: AsyncDatabase, run_ids: list[str], key: str, max_results: int,
+                            start: int | None, end: int | None) -> list[dict[str, Any]]:
+    """Up to `max_results` sampled points of `key` per run (steps in [start, end] when given), run by
+    run in the order of `run_ids`, a repeated id repeated; the window is the caller's to check."""
+    query: dict[str, Any] = {"run_id": {"$in": sorted(set(run_ids))}, "key": encode_key(key)}
     if start is not None:
         query["s1"] = {"$gte": start}
         query["s0"] = {"$lte": end}
@@ -181,7 +188,7 @@ async def get_metric_history_bulk_interval(db: AsyncDatabase, req: rq.GetMetricH
             points = [p for p in points if start <= p[0] <= end]  # type: ignore[operator]
         by_run[bucket["run_id"]].extend(points)
     metrics: list[dict[str, Any]] = []
-    for run_id in req.run_ids:  # request order, as the SQL store loops over them
+    for run_id in run_ids:  # request order, as the SQL store loops over them
         points = sorted(by_run.get(run_id, ()), key=step_order)
         metrics.extend(metric_point(key, p, run_id=run_id) for p in sample_points(points, max_results))
-    return {"metrics": metrics} if metrics else {}
+    return metrics

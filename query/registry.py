@@ -347,7 +347,7 @@ async def download_uri(db: AsyncDatabase, req: GetModelVersion) -> dict[str, Any
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-def registry_routes(db: AsyncDatabase, store: ArtifactStore) -> list[tuple[str, str, Handler]]:
+def registry_routes(db: AsyncDatabase) -> list[tuple[str, str, Handler]]:
     """(method, path under the MLflow prefix, handler) for every registry read."""
 
     def endpoint(kind: type, call: Callable[[Any], Awaitable[dict[str, Any]]]) -> Handler:
@@ -358,9 +358,6 @@ def registry_routes(db: AsyncDatabase, store: ArtifactStore) -> list[tuple[str, 
                 body = rq.parse_json_body(await request.read())
             return json_response(await call(decode_message(body, kind, SCHEMAS[kind])))
         return handler
-
-    async def get_artifact(request: web.Request) -> web.StreamResponse:
-        return await version_artifact(request, db, store)
 
     get_model = endpoint(GetRegisteredModel, lambda m: _get_model(db, m.name))
     latest = endpoint(GetLatestVersions, lambda m: latest_versions(db, m))
@@ -374,7 +371,6 @@ def registry_routes(db: AsyncDatabase, store: ArtifactStore) -> list[tuple[str, 
             GetModelVersion, lambda m: _rendered_version(db, m))),
         ("GET", "/model-versions/search", endpoint(SearchModelVersions, lambda m: search_versions(db, m))),
         ("GET", "/model-versions/get-download-uri", endpoint(GetModelVersion, lambda m: download_uri(db, m))),
-        ("GET", "/model-versions/get-artifact", get_artifact),
     ]
 
 

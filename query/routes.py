@@ -67,7 +67,7 @@ def build_routes(db: AsyncDatabase) -> list[tuple[str, str, Handler]]:
 
 
 async def version(_: web.Request) -> web.Response:
-    return web.Response(text=MLFLOW_VERSION)
+    return web.Response(text=MLFLOW_VERSION, content_type="text/html")  # as Flask sends it
 
 
 async def get_server_info(_: web.Request) -> web.Response:

@@ -8,6 +8,8 @@ from collections import defaultdict
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import uuid
+
 import msgspec
 from aiohttp import web
 from pymongo.asynchronous.database import AsyncDatabase
@@ -19,7 +21,7 @@ from common.keys import encode_key
 from common.mongo import LOGGED_MODELS, METRICS, RUNS
 from common.requests import parse_json_body
 from common.web import json_response, require_json_content_type
-from query.artifacts import SCHEME, stream_file
+from query.artifacts import SCHEME, listing, stream_file
 from query.filters import parse_experiment_id
 from query.history import time_order
 from query.registry import version_artifact
@@ -56,7 +58,7 @@ async def history_bulk(db: AsyncDatabase, run_ids: list[str], metric_key: str | 
     for run_id in sorted(set(run_ids)):
         for point in sorted(by_run.get(run_id, ()), key=time_order):
             metrics.append(metric_point(metric_key, point, run_id=run_id))
-    return {"metrics": metrics[:max(limit, 0)]}
+    return {"metrics": metrics[:limit]}  # a negative limit slices as the reference's does
 
 
 class SearchDatasets(msgspec.Struct):
@@ -90,31 +92,50 @@ async def search_datasets(db: AsyncDatabase, req: SearchDatasets) -> dict[str, A
     return {"dataset_summaries": summaries} if summaries else {}
 
 
-async def logged_model_file(request: web.Request, db: AsyncDatabase, store: ArtifactStore) -> web.StreamResponse:
-    """`logged-models/<id>/artifacts/files?artifact_file_path=...`: one file of a logged model."""
-    path = request.query.get("artifact_file_path")
-    if not path:
-        raise MlflowError('Request must include the "artifact_file_path" query parameter.', BAD_REQUEST)
-    relative = safe_relative_path(path)
-    model_id = request.match_info["model_id"]
+async def _logged_model_root(db: AsyncDatabase, model_id: str) -> tuple[str, str]:
+    """(artifact_location, store path of it) of a logged model that exists."""
     doc = await db[LOGGED_MODELS].find_one({"_id": model_id}, {"artifact_location": 1})
     if doc is None:
         raise MlflowError.not_found(f"Logged model with ID '{model_id}' not found.")
     location = doc.get("artifact_location", "")
     if not location.startswith(SCHEME):
         raise MlflowError.invalid(f"The logged model's artifacts are not served by this server ({location}).")
-    root = safe_relative_path(location[len(SCHEME):].lstrip("/"))
+    return location, safe_relative_path(location[len(SCHEME):].lstrip("/"))
+
+
+async def logged_model_file(request: web.Request, db: AsyncDatabase, store: ArtifactStore) -> web.StreamResponse:
+    """`logged-models/<id>/artifacts/files?artifact_file_path=...`: one file of a logged model."""
+    path = request.query.get("artifact_file_path")
+    if not path:
+        raise MlflowError('Request must include the "artifact_file_path" query parameter.', BAD_REQUEST)
+    relative = safe_relative_path(path)
+    _, root = await _logged_model_root(db, request.match_info["model_id"])
     return await stream_file(request, store, join_under(root, relative))
 
 
+async def logged_model_directory(request: web.Request, db: AsyncDatabase, store: ArtifactStore) -> dict[str, Any]:
+    """`logged-models/<id>/artifacts/directories?artifact_directory_path=...`: a listing."""
+    path = request.query.get("artifact_directory_path")
+    relative = safe_relative_path(path) if path else ""
+    location, root = await _logged_model_root(db, request.match_info["model_id"])
+    return {"root_uri": location, **listing(await store.list(join_under(root, relative)), under=relative)}
+
+
 async def trace_artifact(request: web.Request) -> web.Response:
-    """`get-trace-artifact`: this server stores no traces yet, so every trace is unknown."""
+    """`get-trace-artifact`: this server stores no traces yet, so every trace is unknown (with
+    the reference's two messages: for the trace data, and for an attachment)."""
     request_id = request.query.get("request_id")
     if not request_id:
         raise MlflowError('Request must include the "request_id" query parameter.', BAD_REQUEST)
-    if request.query.get("path"):
-        safe_relative_path(request.query["path"])
-    raise MlflowError.not_found(f"Trace with ID '{request_id}' not found.")
+    path = request.query.get("path")
+    if path:
+        safe_relative_path(path)
+        try:
+            uuid.UUID(path)
+        except ValueError:
+            raise MlflowError.invalid(f"Invalid attachment path: '{path}'. Attachment path must be a valid UUID.") from None
+        raise MlflowError.not_found(f"Trace with ID '{request_id}' not found.")
+    raise MlflowError.not_found(f"Trace with ID {request_id} is not found.")
 
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -132,11 +153,17 @@ def ui_api_routes(db: AsyncDatabase, store: ArtifactStore) -> list[tuple[str, st
         body = parse_json_body(await request.read())
         ids = body.get("experiment_ids") or []
         if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
-            raise MlflowError.invalid("Invalid value for parameter 'experiment_ids' supplied: expected a list of strings.")
+            ids = []  # the reference's protobuf parse leaves them unset: "must specify at least one"
         return json_response(await search_datasets(db, SearchDatasets(ids)))
 
     async def get_logged_model_file(request: web.Request) -> web.StreamResponse:
         return await logged_model_file(request, db, store)
+
+    async def get_logged_model_directory(request: web.Request) -> web.Response:
+        return json_response(await logged_model_directory(request, db, store))
+
+    async def gateway_proxy(_: web.Request) -> web.Response:
+        return json_response({"endpoints": []})  # no AI gateway: the reference's answer without one
 
     async def get_version_artifact(request: web.Request) -> web.StreamResponse:
         return await version_artifact(request, db, store)
@@ -152,6 +179,10 @@ def ui_api_routes(db: AsyncDatabase, store: ArtifactStore) -> list[tuple[str, st
         ("GET", "/ajax-api/2.0/mlflow/metrics/get-history-bulk", get_history_bulk),
         ("POST", "/ajax-api/2.0/mlflow/experiments/search-datasets", post_search_datasets),
         ("GET", "/ajax-api/2.0/mlflow/logged-models/{model_id}/artifacts/files", get_logged_model_file),
+        ("GET", "/api/2.0/mlflow/logged-models/{model_id}/artifacts/directories", get_logged_model_directory),
+        ("GET", "/ajax-api/2.0/mlflow/logged-models/{model_id}/artifacts/directories", get_logged_model_directory),
+        ("GET", "/ajax-api/2.0/mlflow/gateway-proxy", gateway_proxy),
+        ("POST", "/ajax-api/2.0/mlflow/gateway-proxy", gateway_proxy),
         ("GET", "/model-versions/get-artifact", get_version_artifact),
         ("GET", "/ajax-api/2.0/mlflow/get-trace-artifact", trace_artifact),
         ("GET", "/ajax-api/3.0/mlflow/get-trace-artifact", trace_artifact),

@@ -86,10 +86,10 @@ def test_register_model_from_a_run_and_download_uri(client: MlflowClient, uri: s
     local = mlflow.artifacts.download_artifacts(f"models:/{name}/1", dst_path=str(tmp_path))
     assert [p.name for p in Path(local).rglob("MLmodel")] == ["MLmodel"]
     # the UI's download of one file of a version, through the same artifact store
-    response = requests.get(f"{uri}/api/2.0/mlflow/model-versions/get-artifact",
+    response = requests.get(f"{uri}/model-versions/get-artifact",
                             params={"name": name, "version": "1", "path": "MLmodel"}, timeout=30)
     assert response.status_code == 200 and b"flavors" in response.content
-    escaping = requests.get(f"{uri}/api/2.0/mlflow/model-versions/get-artifact",
+    escaping = requests.get(f"{uri}/model-versions/get-artifact",
                             params={"name": name, "version": "1", "path": "../../secret"}, timeout=30)
     assert escaping.status_code == 400
 

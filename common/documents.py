@@ -73,13 +73,13 @@ def run_data(doc: dict[str, Any]) -> dict[str, Any]:
     return data
 
 
-def run_inputs(doc: dict[str, Any]) -> dict[str, Any]:
+def run_inputs(doc: dict[str, Any], *, with_models: bool = True) -> dict[str, Any]:
     inputs: dict[str, Any] = {}
     datasets = doc.get("dataset_inputs") or []
     if datasets:
         inputs["dataset_inputs"] = datasets
     models = doc.get("model_inputs") or []
-    if models:
+    if models and with_models:
         inputs["model_inputs"] = models
     return inputs
 
@@ -89,8 +89,10 @@ def run_outputs(doc: dict[str, Any]) -> dict[str, Any]:
     return {"model_outputs": models} if models else {}
 
 
-def run(doc: dict[str, Any], *, with_outputs: bool = True) -> dict[str, Any]:
-    out: dict[str, Any] = {"info": run_info(doc), "data": run_data(doc), "inputs": run_inputs(doc)}
+def run(doc: dict[str, Any], *, with_outputs: bool = True, with_model_inputs: bool = True) -> dict[str, Any]:
+    """`with_model_inputs=False`: as the SQL store's search results, which load dataset inputs only."""
+    out: dict[str, Any] = {"info": run_info(doc), "data": run_data(doc),
+                           "inputs": run_inputs(doc, with_models=with_model_inputs)}
     if with_outputs:
         out["outputs"] = run_outputs(doc)
     return out

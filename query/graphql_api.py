@@ -218,14 +218,10 @@ async def get_run(ctx: Context, data: Mapping[str, Any]) -> dict[str, Any]:
 async def search_runs(ctx: Context, data: Mapping[str, Any]) -> dict[str, Any]:
     if data.get("runViewType") is not None:
         raise GraphQLError(RUN_VIEW_TYPE_ERROR)
-    found = await runs.search_runs(ctx.db, rq.SearchRuns(
+    return await runs.search_runs(ctx.db, rq.SearchRuns(
         experiment_ids=list(data.get("experimentIds") or []), filter=data.get("filter"),
         max_results=data.get("maxResults"), order_by=list(data.get("orderBy") or []),
         page_token=data.get("pageToken") or None))
-    for run in found.get("runs", ()):
-        # The SQL store's search leaves a run's model inputs out (only get-run reads them).
-        run.get("inputs", {}).pop("model_inputs", None)
-    return found
 
 
 def _int_arg(value: str | int) -> int:

@@ -50,7 +50,7 @@ async def search_runs(db: AsyncDatabase, req: rq.SearchRuns) -> dict[str, Any]:
     rows, token = await fetch_page(db[RUNS], plan)
     out: dict[str, Any] = {}
     if rows:
-        out["runs"] = [documents.run(doc) for doc in rows]
+        out["runs"] = [documents.run(doc, with_model_inputs=False) for doc in rows]
     if token:
         out["next_page_token"] = token
     return out

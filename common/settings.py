@@ -29,6 +29,9 @@ class Settings(msgspec.Struct, kw_only=True):
     partitions: int = 8
     ack_mode: AckMode = "committed"
     commit_timeout_s: float = 15.0
+    commit_degraded_wait_s: float = 1.0
+    outage_hold_s: float = 10.0
+    mongodb_timeout_ms: int = 5000
     publish_timeout_s: float = 5.0
     max_inflight_publishes: int = 4096
     queue_max_length: int = 2_000_000
@@ -69,6 +72,9 @@ _ENV: dict[str, tuple[str, ...]] = {
     "partitions": ("GENESIS_FLOW_PARTITIONS",),
     "ack_mode": ("GENESIS_FLOW_ACK_MODE",),
     "commit_timeout_s": ("GENESIS_FLOW_COMMIT_TIMEOUT_S",),
+    "commit_degraded_wait_s": ("GENESIS_FLOW_COMMIT_DEGRADED_WAIT_S",),
+    "outage_hold_s": ("GENESIS_FLOW_OUTAGE_HOLD_S",),
+    "mongodb_timeout_ms": ("GENESIS_FLOW_MONGODB_TIMEOUT_MS",),
     "publish_timeout_s": ("GENESIS_FLOW_PUBLISH_TIMEOUT_S",),
     "max_inflight_publishes": ("GENESIS_FLOW_MAX_INFLIGHT_PUBLISHES",),
     "queue_max_length": ("GENESIS_FLOW_QUEUE_MAX_LENGTH",),

@@ -13,10 +13,11 @@ import msgspec
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 
-from pymongo.errors import ConnectionFailure, ExecutionTimeout
+from pymongo.errors import ConnectionFailure, ExecutionTimeout, PyMongoError
 
 from common.codec import bson_enc_hook
 from common.errors import INTERNAL_ERROR, MlflowError
+from common.outage import Outage
 
 log = logging.getLogger(__name__)
 
@@ -55,9 +56,17 @@ class HttpMetrics:
         )
 
 
+def is_store_outage(exc: BaseException) -> bool:
+    """MongoDB unreachable, or an operation that ran out of time (pymongo's `timeoutMS`)."""
+    return isinstance(exc, (ConnectionFailure, ExecutionTimeout)) or (
+        isinstance(exc, PyMongoError) and exc.timeout)
+
+
 def mlflow_middleware(metrics: HttpMetrics):
     """MlflowError -> its JSON body and status; unknown routes -> bare 404; MongoDB unreachable or
-    timing out -> 503 with Retry-After (the client retries it); crashes -> 500 JSON."""
+    timing out -> 503 with a Retry-After that grows with the outage (the client retries it);
+    crashes -> 500 JSON."""
+    store = Outage()
 
     @web.middleware
     async def middleware(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]):
@@ -72,14 +81,19 @@ def mlflow_middleware(metrics: HttpMetrics):
             response = web.Response(status=404)  # the client reads a bare 404 as "endpoint not found"
         except web.HTTPException as exc:
             response = web.Response(status=exc.status, text=exc.text, headers=exc.headers)
-        except (ConnectionFailure, ExecutionTimeout) as exc:
-            response = error_response(MlflowError.unavailable(
-                f"The metadata store is unavailable, retry later ({type(exc).__name__})."))
         except (asyncio.CancelledError, ConnectionResetError):
             raise
-        except Exception:
-            log.exception("unhandled error in %s %s", request.method, request.path)
-            response = error_response(MlflowError("Internal server error.", INTERNAL_ERROR))
+        except Exception as exc:
+            if is_store_outage(exc):
+                store.failed()
+                response = error_response(MlflowError.unavailable(
+                    f"The metadata store is unavailable, retry later ({type(exc).__name__}).",
+                    retry_after=store.retry_after()))
+            else:
+                log.exception("unhandled error in %s %s", request.method, request.path)
+                response = error_response(MlflowError("Internal server error.", INTERNAL_ERROR))
+        if response.status < 500:
+            store.recovered()
         metrics.requests.labels(metrics.tier, route, request.method, str(response.status)).inc()
         metrics.latency.labels(metrics.tier, route, request.method).observe(time.perf_counter() - start)
         return response

@@ -120,10 +120,15 @@ async def serve(app: web.Application, host: str, port: int, banner: str) -> None
 
 
 @contextlib.asynccontextmanager
-async def mongo(settings: Settings, app_name: str, registry: Any = None) -> AsyncIterator[Any]:
+async def mongo(settings: Settings, app_name: str, registry: Any = None, *,
+                bounded: bool = True) -> AsyncIterator[Any]:
+    """`bounded`: every operation gives up after GENESIS_FLOW_MONGODB_TIMEOUT_MS (a frozen server
+    must turn into a 503 the client retries, not a request that hangs). The writer is unbounded:
+    it holds its batch and the broker holds the rest until MongoDB answers again."""
     from common.mongo import make_client
 
-    client = make_client(settings.mongodb_uri, app_name=app_name, registry=registry, w="majority")
+    timeout = {"timeoutMS": settings.mongodb_timeout_ms} if bounded and settings.mongodb_timeout_ms else {}
+    client = make_client(settings.mongodb_uri, app_name=app_name, registry=registry, w="majority", **timeout)
     try:
         yield client
     finally:
@@ -156,7 +161,7 @@ async def run_writer(settings: Settings) -> None:
 
     setup_tracing("genesis-flow-writer")
     registry = CollectorRegistry()
-    async with mongo(settings, "genesis-flow-writer", registry) as client:
+    async with mongo(settings, "genesis-flow-writer", registry, bounded=False) as client:
         db = client[settings.mongodb_db]
         await ensure_indexes(db)  # the unique bucket index is part of the idempotency contract
         deps = WriterDeps(db, AmqpWriterTransport(settings), registry)

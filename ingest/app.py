@@ -15,7 +15,7 @@ from common.settings import Settings
 from common.transport import IngestTransport
 from common.web import Probes, add_ops_routes, tier_app
 from ingest.artifacts import ArtifactService, add_artifact_routes
-from ingest.bus import EventBus
+from ingest.bus import EventBus, ack_header_middleware
 from ingest.lookups import Lookups
 from ingest.metrics import IngestMetrics
 from ingest.models import LoggedModelService
@@ -40,6 +40,9 @@ def install(app: web.Application, settings: Settings, deps: IngestDeps) -> Probe
     """Add ingest's routes and lifecycle to `app`; return its readiness probes."""
     metrics = IngestMetrics(deps.registry)
     bus = EventBus(settings, deps.transport, metrics)
+    metrics.down.labels("queue").set_function(bus.queue_outage.down_for)
+    metrics.down.labels("commits").set_function(bus.commits_degraded_for)
+    app.middlewares.append(ack_header_middleware)
     lookups = Lookups(deps.db, settings.run_cache_ttl_s, metrics)
     service = IngestService(settings, bus, lookups)
     artifacts = ArtifactService(deps.artifacts, bus, settings.max_artifact_bytes, settings.max_concurrent_uploads)

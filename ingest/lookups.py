@@ -2,7 +2,10 @@
 
 The writer re-checks everything in partition order when it commits (and, in committed mode,
 its verdict is what the client hears), so this cache only has to be right almost always: it
-turns the hot path (log-metric against a known run) into zero database reads.
+turns the hot path (log-metric against a known run) into zero database reads. For the same
+reason a snapshot past its TTL is still used while MongoDB is unreachable (stale-if-error): a
+training job keeps logging to its run through a MongoDB outage, and the writer applies the
+events, with the authoritative checks, once MongoDB is back.
 """
 
 from __future__ import annotations
@@ -16,9 +19,11 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from common.keys import encode_key
 from common.mongo import COUNTERS, EXPERIMENTS, LOGGED_MODELS, RUNS
+from common.web import is_store_outage
 from ingest.metrics import IngestMetrics
 
 _MAX_ENTRIES = 100_000
+STALE_RETRY_S = 2.0  # after MongoDB failed a read, how long stale snapshots answer without asking it
 
 
 @dataclass
@@ -45,6 +50,8 @@ class Lookups:
         self._ttl = ttl_s
         self._metrics = metrics
         self._runs: dict[str, tuple[float, RunSnapshot]] = {}
+        self._experiments: dict[str, ExperimentSnapshot] = {}
+        self._store_down_until = 0.0  # after a failed read, stale snapshots answer until then
 
     # --- runs ------------------------------------------------------------------------------
 
@@ -54,9 +61,19 @@ class Lookups:
         if hit is not None and now - hit[0] < self._ttl:
             self._metrics.lookups.labels("cache").inc()
             return hit[1]
+        if hit is not None and now < self._store_down_until:
+            self._metrics.lookups.labels("stale").inc()  # MongoDB just failed us: don't wait again
+            return hit[1]
         self._metrics.lookups.labels("mongodb").inc()
-        doc = await self._db[RUNS].find_one(
-            {"_id": run_id}, {"experiment_id": 1, "lifecycle_stage": 1, "params": 1, "tags": 1})
+        try:
+            doc = await self._db[RUNS].find_one(
+                {"_id": run_id}, {"experiment_id": 1, "lifecycle_stage": 1, "params": 1, "tags": 1})
+        except Exception as exc:
+            if hit is None or not is_store_outage(exc):
+                raise
+            self._store_down_until = time.monotonic() + STALE_RETRY_S
+            self._metrics.lookups.labels("stale").inc()
+            return hit[1]
         if doc is None:
             self._runs.pop(run_id, None)
             return None
@@ -90,9 +107,24 @@ class Lookups:
     # --- experiments -----------------------------------------------------------------------
 
     async def experiment(self, experiment_id: str) -> ExperimentSnapshot | None:
-        doc = await self._db[EXPERIMENTS].find_one(
-            {"_id": experiment_id}, {"name": 1, "lifecycle_stage": 1, "artifact_location": 1, "tags": 1})
-        return None if doc is None else _experiment_snapshot(doc)
+        """Always read (experiments change rarely, but their lifecycle matters); the last snapshot
+        stands in while MongoDB is unreachable."""
+        try:
+            doc = await self._db[EXPERIMENTS].find_one(
+                {"_id": experiment_id}, {"name": 1, "lifecycle_stage": 1, "artifact_location": 1, "tags": 1})
+        except Exception as exc:
+            last = self._experiments.get(experiment_id)
+            if last is None or not is_store_outage(exc):
+                raise
+            return last
+        if doc is None:
+            self._experiments.pop(experiment_id, None)
+            return None
+        snap = _experiment_snapshot(doc)
+        if len(self._experiments) >= _MAX_ENTRIES:
+            self._experiments.clear()
+        self._experiments[experiment_id] = snap
+        return snap
 
     async def experiment_id_by_name(self, name: str) -> str | None:
         doc = await self._db[EXPERIMENTS].find_one({"name": name}, {"_id": 1})

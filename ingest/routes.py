@@ -12,10 +12,10 @@ from common.errors import MlflowError
 from common.settings import AckMode
 from common.web import json_response
 from ingest import requests as rq
+from ingest.bus import ACK_HEADER
 from ingest.models import LoggedModelService
 from ingest.service import IngestService
 
-ACK_HEADER = "X-Genesis-Flow-Ack"
 PREFIXES = ("/api/2.0/mlflow", "/ajax-api/2.0/mlflow")
 
 Handler = Callable[[web.Request], Awaitable[web.Response]]

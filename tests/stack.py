@@ -107,9 +107,9 @@ class Stack:
             return "(no log)"
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
 
-    def start_router(self) -> str:
-        """nginx with the shipped config in front of this stack's ingest and query."""
-        conf = router_config("127.0.0.1:{{LISTEN_PORT}}", [f"127.0.0.1:{self.ports['ingest']}"],
+    def start_router(self, ingest: tuple[str, ...] = ("ingest",)) -> str:
+        """nginx with the shipped config in front of this stack's ingest replicas and query."""
+        conf = router_config("127.0.0.1:{{LISTEN_PORT}}", [f"127.0.0.1:{self.ports[name]}" for name in ingest],
                              [f"127.0.0.1:{self.ports['query']}"])
         port, stop = start_nginx(conf)
         self.ports["router"] = port

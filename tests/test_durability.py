@@ -92,7 +92,8 @@ def test_sigkilled_writer_loses_and_duplicates_nothing(fresh_stack: Stack) -> No
     assert total >= 4 * per_request * 3
 
 
-def test_broker_outage_is_503_fast_and_recovers_without_restart(fresh_stack: Stack) -> None:
+def test_broker_outage_holds_then_503s_with_growing_retry_after_and_recovers(fresh_stack: Stack) -> None:
+    fresh_stack.env["GENESIS_FLOW_OUTAGE_HOLD_S"] = "1"
     fresh_stack.start("writer")
     fresh_stack.start("ingest")
     client = MlflowClient(tracking_uri=fresh_stack.url("ingest"))
@@ -102,14 +103,17 @@ def test_broker_outage_is_503_fast_and_recovers_without_restart(fresh_stack: Sta
 
     with rabbitmq_outage():
         time.sleep(0.5)  # let the connection notice
+        retry_afters = []
         for _ in range(3):
             start = time.monotonic()
             resp = requests.post(url, json=body, timeout=10)
             elapsed = time.monotonic() - start
             assert resp.status_code == 503, resp.text
             assert resp.json()["error_code"] == "TEMPORARILY_UNAVAILABLE"
-            assert resp.headers.get("Retry-After")
-            assert elapsed < 1.0
+            retry_afters.append(int(resp.headers["Retry-After"]))
+            assert 0.9 < elapsed < 5.0  # held for the broker (GENESIS_FLOW_OUTAGE_HOLD_S), then refused
+        # the client's waits grow with the outage instead of spending its retries in seconds
+        assert retry_afters[0] >= 2 and retry_afters == sorted(retry_afters) and retry_afters[-1] > retry_afters[0]
         ready = requests.get(fresh_stack.url("ingest") + "/ready", timeout=10)
         assert ready.status_code == 503
 

@@ -53,9 +53,24 @@ def _stop_process_if_crashed(task: asyncio.Task) -> None:
         os.kill(os.getpid(), signal.SIGTERM)
 
 
+DEPTH_SAMPLE_S = 5.0
+
+
+async def sample_queue_depths(transport: WriterTransport, metrics: WriterMetrics) -> None:
+    """Keep `genesis_queue_depth` current: the backlog an outage leaves, and how fast it drains."""
+    while True:
+        try:
+            for partition, depth in (await transport.depths()).items():
+                metrics.queue_depth.labels(str(partition)).set(depth)
+        except Exception as exc:  # broker down: the gauges keep their last values
+            log.debug("queue depth sample failed: %s", exc)
+        await asyncio.sleep(DEPTH_SAMPLE_S)
+
+
 def install(app: web.Application, settings: Settings, deps: WriterDeps) -> Probes:
     """Run the consumer for the lifetime of `app`; return the writer's readiness probes."""
-    consumer = Consumer(settings, deps.db, deps.transport, WriterMetrics(deps.registry))
+    metrics = WriterMetrics(deps.registry)
+    consumer = Consumer(settings, deps.db, deps.transport, metrics)
     balancer = Balancer(deps.db, consumer, settings.instance_id, settings.partitions,
                         settings.writer_rebalance_interval_s)
 
@@ -63,7 +78,11 @@ def install(app: web.Application, settings: Settings, deps: WriterDeps) -> Probe
         async with running(consumer):
             balancing = (asyncio.create_task(balancer.run_forever(), name="writer-balancer")
                          if settings.writer_rebalance_interval_s > 0 else None)
+            sampling = asyncio.create_task(sample_queue_depths(deps.transport, metrics), name="queue-depths")
             yield
+            sampling.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sampling
             if balancing is not None:
                 balancing.cancel()
                 with contextlib.suppress(asyncio.CancelledError):

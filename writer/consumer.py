@@ -10,6 +10,7 @@ planner cannot handle, is isolated by bisecting the batch and dead-lettered with
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import time
 from collections import defaultdict
@@ -19,6 +20,7 @@ from opentelemetry import trace
 from pymongo.asynchronous.database import AsyncDatabase
 
 from common import events as ev
+from common.clock import now_ms
 from common.errors import INTERNAL_ERROR, MlflowError
 from common.settings import Settings
 from common.telemetry import extract_context
@@ -33,6 +35,14 @@ tracer = trace.get_tracer("genesis_flow.writer")
 
 Outcomes = dict[str, MlflowError | None]
 POISON_ATTEMPTS = 3  # tries of a lone event before it goes to the dead-letter queue
+
+
+def write_token(envelopes: list[ev.Envelope]) -> str:
+    """The same for every attempt at these events: what lets a late write be recognised."""
+    digest = hashlib.blake2b(digest_size=8)
+    for env in envelopes:
+        digest.update(env.id.encode())
+    return digest.hexdigest()
 
 
 @dataclass
@@ -107,6 +117,8 @@ class Consumer:
         await self._notify(envelopes, outcomes, assigned)
         await self._transport.ack(batch.deliveries)
         self._metrics.commit_seconds.observe(time.perf_counter() - start)
+        if envelopes:
+            self._metrics.lag.set(max(0.0, (now_ms() - min(env.published_at for env in envelopes)) / 1000))
         self._metrics.batches.inc()
         self._metrics.batch_events.observe(len(batch.deliveries))
         self.batches_committed += 1
@@ -118,12 +130,13 @@ class Consumer:
         # Redelivered events (a writer crashed or handed the partition over) and retried batches
         # may find buckets stored without the run's bookkeeping: read what is stored.
         conservative = replay or any(d.redelivered for d, _ in items)
+        token = write_token(envelopes)
         backoff = 0.1
         refusals = 0
         while True:
             try:
                 state = await load_state(self._db, envelopes, conservative=conservative)
-                plan = plan_batch(envelopes, state, self._settings.metric_bucket_size)
+                plan = plan_batch(envelopes, state, self._settings.metric_bucket_size, token)
                 await apply_plan(self._db, plan)
             except StoreUnavailable as exc:
                 self._set_store_health(False)

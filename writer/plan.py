@@ -33,6 +33,7 @@ from writer.writes import Write
 __all__ = ["BatchState", "OpenBucket", "Plan", "Write", "plan_batch", "point_key"]
 
 RUN_NAME_TAG = "mlflow.runName"
+WRITE_TOKENS_KEPT = 16  # per bucket: the last batches whose push it holds
 
 Point = list[Any]  # [step, timestamp, value-or-None-for-NaN] (+ {extras} when the metric had them)
 PointKey = tuple[int, int, float | None]
@@ -133,9 +134,10 @@ def _newer(a: tuple[int, int, float], b: tuple[int, int, float]) -> bool:
 
 
 class _Planner:
-    def __init__(self, state: BatchState, bucket_size: int):
+    def __init__(self, state: BatchState, bucket_size: int, write_token: str | None = None):
         self.state = state
         self.bucket_size = bucket_size
+        self.write_token = write_token
         self.runs: dict[str, _DocWork] = {}
         self.models: dict[str, _DocWork] = {}
         self.buckets: dict[tuple[str, str], _BucketWork] = {}
@@ -478,13 +480,22 @@ class _Planner:
                         **bucket_id, "key": enc, "seq": seq, "p": points, "n": len(points),
                         "t0": min(times), "s0": min(steps), "t1": max(times), "s1": max(steps)}, insert=True))
                     continue
-                out.append(Write(METRICS, bucket_id, update={
+                push: dict[str, Any] = {"p": {"$each": points}}
+                match = bucket_id
+                if self.write_token is not None:
+                    # A push MongoDB applies late (a write a frozen server still held when the
+                    # writer gave up on it and retried) must not add the points twice: the bucket
+                    # remembers the batches it took, and a second push of one batch matches
+                    # nothing (its upsert then hits the _id: `already_applied_if_duplicate`).
+                    match = {**bucket_id, "w": {"$ne": self.write_token}}
+                    push["w"] = {"$each": [self.write_token], "$slice": -WRITE_TOKENS_KEPT}
+                out.append(Write(METRICS, match, update={
                     "$setOnInsert": {"key": enc, "seq": seq},
-                    "$push": {"p": {"$each": points}},
+                    "$push": push,
                     "$inc": {"n": len(points)},
                     "$min": {"t0": min(times), "s0": min(steps)},
                     "$max": {"t1": max(times), "s1": max(steps)},
-                }))
+                }, already_applied_if_duplicate=self.write_token is not None))
             run = self.runs.get(run_id)
             if run is not None:
                 mb = {"seq": bucket.seq, "n": bucket.count, "tc": bucket.closed_t_max, "to": bucket.open_t_max}
@@ -502,12 +513,14 @@ class _Planner:
         return out
 
 
-def plan_batch(envelopes: list[ev.Envelope], state: BatchState, bucket_size: int) -> Plan:
+def plan_batch(envelopes: list[ev.Envelope], state: BatchState, bucket_size: int,
+               write_token: str | None = None) -> Plan:
     """Apply `envelopes` in order to `state`; return the writes and each event's outcome.
 
     An event is applied whole or not at all: every check runs before it changes the state.
+    `write_token` names the batch (the same for every attempt at it): see the bucket pushes.
     """
-    planner = _Planner(state, bucket_size)
+    planner = _Planner(state, bucket_size, write_token)
     outcomes: dict[str, MlflowError | None] = {}
     for env in envelopes:
         event = env.event

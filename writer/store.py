@@ -221,11 +221,22 @@ async def apply_plan(db: AsyncDatabase, plan: Plan) -> None:
                 await _apply_event_writes(db, plan, writes)
             else:
                 # Artifact writes may put and delete one path in a batch: keep their order.
-                await db[group].bulk_write([_to_op(w) for w in writes], ordered=group == ARTIFACTS)
+                try:
+                    await db[group].bulk_write([_to_op(w) for w in writes], ordered=group == ARTIFACTS)
+                except BulkWriteError as exc:
+                    if not _all_already_applied(exc, writes):
+                        raise
     except BulkWriteError as exc:
         raise StoreRejected(str(exc.details.get("writeErrors", exc))[:500]) from exc
     except TRANSIENT as exc:
         raise StoreUnavailable(str(exc)) from exc
+
+
+def _all_already_applied(exc: BulkWriteError, writes: list[Write]) -> bool:
+    """Every refused write was one an earlier attempt at the batch had applied already."""
+    errors = (exc.details or {}).get("writeErrors") or []
+    return bool(errors) and all(
+        e.get("code") == 11000 and writes[e["index"]].already_applied_if_duplicate for e in errors)
 
 
 async def _apply_event_writes(db: AsyncDatabase, plan: Plan, writes: list[Write]) -> None:

@@ -19,3 +19,5 @@ class Write:
     # Writes of one event that must apply in event order, alone (experiment and registry writes):
     event_id: str | None = None
     on_duplicate: str | None = None  # that event's error when a unique index refuses this write
+    # A duplicate-key error means an earlier attempt at this batch already applied the write.
+    already_applied_if_duplicate: bool = False

@@ -3,9 +3,10 @@
 from common.transport.base import (
     Delivery,
     IngestTransport,
+    QueueFull,
     TransportUnavailable,
     WriterTransport,
     partition_of,
 )
 
-__all__ = ["Delivery", "IngestTransport", "TransportUnavailable", "WriterTransport", "partition_of"]
+__all__ = ["Delivery", "IngestTransport", "QueueFull", "TransportUnavailable", "WriterTransport", "partition_of"]

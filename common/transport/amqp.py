@@ -23,7 +23,7 @@ import aiormq
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractRobustConnection
 
 from common.settings import Settings
-from common.transport.base import DeliveryHandler, NoticeHandler, TransportUnavailable
+from common.transport.base import DeliveryHandler, NoticeHandler, QueueFull, TransportUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +70,8 @@ async def connect(settings: Settings, name: str) -> AbstractRobustConnection:
 
 
 class AmqpIngestTransport:
+    durable = True  # persistent messages on quorum queues, confirmed by the broker
+
     def __init__(self, settings: Settings):
         self._settings = settings
         self._conn: AbstractRobustConnection | None = None
@@ -85,6 +87,12 @@ class AmqpIngestTransport:
             self._conn is not None and self._conn.connected.is_set()
             and self._channel is not None and not self._channel.is_closed
         )
+
+    async def wait_available(self, timeout: float) -> None:
+        # The robust connection reconnects on its own (every 0.5 s); its channel follows.
+        deadline = asyncio.get_running_loop().time() + timeout
+        while not self.is_available() and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.1)
 
     async def start(self, on_notice: NoticeHandler) -> None:
         self._conn = await connect(self._settings, "ingest")
@@ -115,7 +123,7 @@ class AmqpIngestTransport:
                 timeout=self._settings.publish_timeout_s,
             )
         except aio_pika.exceptions.DeliveryError as exc:  # nack: queue over its length limit
-            raise TransportUnavailable("The event queue is full.") from exc
+            raise QueueFull("The event queue is full.") from exc
         except (asyncio.TimeoutError, aio_pika.exceptions.AMQPError, aiormq.exceptions.AMQPError,
                 ConnectionError, RuntimeError) as exc:
             raise TransportUnavailable(f"The event queue did not confirm the write: {type(exc).__name__}") from exc
@@ -233,6 +241,19 @@ class AmqpWriterTransport:
             )
         except Exception as exc:
             log.warning("commit notice to %s not sent: %s", reply_to, exc)
+
+    async def depths(self) -> dict[int, int]:
+        # A channel of its own: a failed passive declare closes the channel it ran on.
+        assert self._conn is not None
+        channel = await self._conn.channel(publisher_confirms=False)
+        try:
+            out: dict[int, int] = {}
+            for partition in range(self._settings.partitions):
+                queue = await channel.declare_queue(events_queue(self._settings.queue_prefix, partition), passive=True)
+                out[partition] = int(queue.declaration_result.message_count or 0)
+            return out
+        finally:
+            await channel.close()
 
     async def check(self) -> None:
         if self._conn is None or not self._conn.connected.is_set():

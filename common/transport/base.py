@@ -11,6 +11,10 @@ class TransportUnavailable(Exception):
     """The queue cannot take the event durably right now (down, full, or too slow): answer 503."""
 
 
+class QueueFull(TransportUnavailable):
+    """The partition is at its length limit: waiting for the broker to come back will not help."""
+
+
 def partition_of(partition_key: str, partitions: int) -> int:
     """Stable partition for a run (or experiment): all its events land in one ordered queue."""
     return zlib.crc32(partition_key.encode()) % partitions
@@ -37,7 +41,14 @@ class IngestTransport(Protocol):
     @property
     def reply_to(self) -> str: ...
 
+    # True when a confirmed publish survives this process (a broker); False for memory.
+    durable: bool
+
     def is_available(self) -> bool: ...
+
+    async def wait_available(self, timeout: float) -> None:
+        """Return when the broker is reachable again, or after `timeout` seconds."""
+        ...
 
     async def start(self, on_notice: NoticeHandler) -> None: ...
 
@@ -66,6 +77,10 @@ class WriterTransport(Protocol):
     async def dead_letter(self, delivery: Delivery, reason: str) -> None: ...
 
     async def send_notice(self, reply_to: str, body: bytes) -> None: ...
+
+    async def depths(self) -> dict[int, int]:
+        """Events waiting per partition (for /metrics)."""
+        ...
 
     async def check(self) -> None: ...
 

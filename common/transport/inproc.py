@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 
-from common.transport.base import DeliveryHandler, NoticeHandler, TransportUnavailable
+from common.transport.base import DeliveryHandler, NoticeHandler, QueueFull, TransportUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -39,12 +39,16 @@ class InprocBroker:
 
 class _IngestSide:
     reply_to = "inproc"
+    durable = False  # memory: an event is safe only once the writer committed it
 
     def __init__(self, broker: InprocBroker):
         self._b = broker
 
     def is_available(self) -> bool:
         return self._b._on_delivery is not None
+
+    async def wait_available(self, timeout: float) -> None:
+        return None  # available exactly while the writer runs in this process
 
     async def start(self, on_notice: NoticeHandler) -> None:
         self._b._on_notice = on_notice
@@ -53,7 +57,7 @@ class _IngestSide:
         if self._b._on_delivery is None:
             raise TransportUnavailable("The writer is not running.")
         if self._b._backlog >= self._b._max_length:
-            raise TransportUnavailable("The event queue is full.")
+            raise QueueFull("The event queue is full.")
         self._b._backlog += 1
         self._b._on_delivery(InprocDelivery(body, partition))
 
@@ -85,6 +89,9 @@ class _WriterSide:
     async def send_notice(self, reply_to: str, body: bytes) -> None:
         if self._b._on_notice is not None:
             self._b._on_notice(body)
+
+    async def depths(self) -> dict[int, int]:
+        return {0: self._b._backlog}  # one FIFO for every partition
 
     async def check(self) -> None:
         return None

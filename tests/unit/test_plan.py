@@ -183,3 +183,26 @@ def test_bookkeeping_records_time_bounds_of_open_and_closed_buckets() -> None:
     events = [env(ev.RunDataLogged(RUN, metrics=[metric(i, 1.0, ts=100 + i) for i in range(1500)]))]
     mb = run_write(plan_batch(events, state_with_run(), bucket_size=1000))["$set"]["mb.m"]
     assert (mb["seq"], mb["n"], mb["tc"], mb["to"]) == (1, 500, 1099, 1599)
+
+
+def test_a_named_batch_pushes_only_where_it_has_not_pushed_before() -> None:
+    """A push a frozen MongoDB applies after the writer retried must not add the points twice."""
+    events = [env(ev.RunDataLogged(RUN, metrics=[metric(1, 1.0)]))]
+    plan = plan_batch(events, state_with_run(), 1000, write_token="batch-1")
+    [push] = [w for w in plan.writes if w.collection == METRICS]
+    assert push.filter["w"] == {"$ne": "batch-1"}
+    assert push.update["$push"]["w"] == {"$each": ["batch-1"], "$slice": -16}
+    assert push.already_applied_if_duplicate
+
+
+def test_duplicate_key_on_an_already_applied_push_is_not_an_error() -> None:
+    from pymongo.errors import BulkWriteError
+
+    from writer.store import _all_already_applied
+    from writer.writes import Write
+
+    pushed = Write(METRICS, {"_id": "b"}, update={}, already_applied_if_duplicate=True)
+    inserted = Write(METRICS, {"_id": "c"}, replacement={}, insert=True)
+    assert _all_already_applied(BulkWriteError({"writeErrors": [{"index": 0, "code": 11000}]}), [pushed, inserted])
+    assert not _all_already_applied(BulkWriteError({"writeErrors": [{"index": 1, "code": 11000}]}), [pushed, inserted])
+    assert not _all_already_applied(BulkWriteError({"writeErrors": [{"index": 0, "code": 2}]}), [pushed, inserted])

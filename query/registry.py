@@ -26,7 +26,7 @@ from common.mongo import MODEL_VERSIONS, REGISTERED_MODELS
 from common.requests import decode_message
 from common.web import json_response
 from query import requests as rq
-from query.artifacts import SCHEME, stream_file
+from query.artifacts import SCHEME, run_artifact_root, stream_file
 from query.filters import (
     COMPARISON_OPS,
     _Comparison,
@@ -375,10 +375,16 @@ def registry_routes(db: AsyncDatabase) -> list[tuple[str, str, Handler]]:
 
 
 async def version_artifact(request: web.Request, db: AsyncDatabase, store: ArtifactStore) -> web.StreamResponse:
-    """`model-versions/get-artifact`: a file of a version whose files this server stores."""
+    """`model-versions/get-artifact`: a file of a version whose files this server stores
+    (under the logged model's or the run's artifact root; a `runs:/<run>/<path>` source is
+    resolved through the run, as MLflow's artifact repository does)."""
     path = safe_relative_path(request.query.get("path", ""))
     uri = (await download_uri(db, GetModelVersion(request.query.get("name", ""),
                                                   request.query.get("version", ""))))["artifact_uri"]
+    if uri.startswith("runs:/"):
+        run_id, _, sub = uri[len("runs:/"):].partition("/")
+        run_uri, _ = await run_artifact_root(db, run_id)
+        uri = f"{run_uri.rstrip('/')}/{safe_relative_path(sub)}" if sub else run_uri
     if not uri.startswith(SCHEME):
         raise MlflowError.invalid(f"The model version's artifacts are not served by this server ({uri}).")
     return await stream_file(request, store, join_under(safe_relative_path(uri[len(SCHEME):].lstrip("/")), path))

@@ -33,6 +33,10 @@ MAX_DATASET_SUMMARIES = 1000
 DATASET_CONTEXT_TAG = "mlflow.data.context"
 # What the reference answers when telemetry is off (mlflow.telemetry.constant.FALLBACK_UI_CONFIG).
 UI_TELEMETRY_OFF = {"disable_ui_telemetry": True, "disable_ui_events": [], "ui_rollout_percentage": 0}
+# MLflow's assistant runs a coding agent on the server's machine; this server offers none, and
+# says so the way the reference does when nothing is configured (every page asks).
+ASSISTANT_CONFIG = {"providers": {}, "projects": {}, "remote_access_allowed": False}
+ASSISTANT_PROVIDERS = {"providers": [], "resolved": None, "gateway_vendor_options": {}}
 
 
 async def history_bulk(db: AsyncDatabase, run_ids: list[str], metric_key: str | None,
@@ -168,6 +172,12 @@ def ui_api_routes(db: AsyncDatabase, store: ArtifactStore) -> list[tuple[str, st
     async def get_version_artifact(request: web.Request) -> web.StreamResponse:
         return await version_artifact(request, db, store)
 
+    async def assistant_config(_: web.Request) -> web.Response:
+        return json_response(ASSISTANT_CONFIG)
+
+    async def assistant_providers(_: web.Request) -> web.Response:
+        return json_response(ASSISTANT_PROVIDERS)
+
     async def get_ui_telemetry(_: web.Request) -> web.Response:
         return json_response(UI_TELEMETRY_OFF)
 
@@ -187,5 +197,7 @@ def ui_api_routes(db: AsyncDatabase, store: ArtifactStore) -> list[tuple[str, st
         ("GET", "/ajax-api/2.0/mlflow/get-trace-artifact", trace_artifact),
         ("GET", "/ajax-api/3.0/mlflow/get-trace-artifact", trace_artifact),
         ("GET", "/ajax-api/3.0/mlflow/ui-telemetry", get_ui_telemetry),
+        ("GET", "/ajax-api/3.0/mlflow/assistant/config", assistant_config),
+        ("GET", "/ajax-api/3.0/mlflow/assistant/providers", assistant_providers),
         ("POST", "/ajax-api/3.0/mlflow/ui-telemetry", post_ui_telemetry),
     ]

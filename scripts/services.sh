@@ -220,7 +220,8 @@ deb_installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'insta
 cmd_install() {
     local t0; t0=$(now)
     local missing=() p
-    for p in rabbitmq-server nginx; do deb_installed "$p" || missing+=("$p"); done
+    # chromium: the browser the UI tests drive (headless; Playwright cannot download one here).
+    for p in rabbitmq-server nginx chromium; do deb_installed "$p" || missing+=("$p"); done
     if ((${#missing[@]})); then
         command -v apt-get >/dev/null 2>&1 || die "apt-get not found; install ${missing[*]} by hand"
         # apt-get update only when the package lists do not know the packages
@@ -255,7 +256,7 @@ cmd_install() {
         ((added_policy)) && "${SUDO[@]}" rm -f "$policy"
         ((rc == 0)) || die "apt-get install ${missing[*]} failed (exit $rc)"
     else
-        log "install: rabbitmq-server and nginx already installed"
+        log "install: rabbitmq-server, nginx and chromium already installed"
     fi
 
     if command -v azurite-blob >/dev/null 2>&1; then

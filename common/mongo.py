@@ -57,6 +57,7 @@ METRICS = "metrics"
 COUNTERS = "counters"
 LOGGED_MODELS = "logged_models"
 ARTIFACTS = "artifacts"
+WRITER_STATUS = "writer_status"  # each writer's latest report (queue depths, lag, throughput)
 REGISTERED_MODELS = "registered_models"
 MODEL_VERSIONS = "model_versions"
 

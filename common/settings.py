@@ -50,6 +50,7 @@ class Settings(msgspec.Struct, kw_only=True):
     # --- process ---
     instance_id: str = ""
     log_level: str = "INFO"
+    log_format: Literal["json", "text"] = "json"
 
     def __post_init__(self) -> None:
         if not self.instance_id:
@@ -61,6 +62,7 @@ class Settings(msgspec.Struct, kw_only=True):
 # env var -> Settings field; the first name present wins (aliases after the primary name).
 _ENV: dict[str, tuple[str, ...]] = {
     "host": ("GENESIS_FLOW_HOST",),
+    "log_format": ("GENESIS_FLOW_LOG_FORMAT",),
     "port": ("GENESIS_FLOW_PORT",),
     "mongodb_uri": ("GENESIS_FLOW_MONGODB_URI",),
     "mongodb_db": ("GENESIS_FLOW_MONGODB_DB",),

@@ -17,6 +17,7 @@ from pymongo.errors import ConnectionFailure, ExecutionTimeout, PyMongoError
 
 from common.codec import bson_enc_hook
 from common.errors import INTERNAL_ERROR, MlflowError
+from common.logs import log_request
 from common.outage import Outage
 
 log = logging.getLogger(__name__)
@@ -94,8 +95,10 @@ def mlflow_middleware(metrics: HttpMetrics):
                 response = error_response(MlflowError("Internal server error.", INTERNAL_ERROR))
         if response.status < 500:
             store.recovered()
+        elapsed = time.perf_counter() - start
         metrics.requests.labels(metrics.tier, route, request.method, str(response.status)).inc()
-        metrics.latency.labels(metrics.tier, route, request.method).observe(time.perf_counter() - start)
+        metrics.latency.labels(metrics.tier, route, request.method).observe(elapsed)
+        log_request(request.method, route, response.status, elapsed)
         return response
 
     return middleware

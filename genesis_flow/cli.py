@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import signal
 import sys
 from collections.abc import AsyncIterator, Callable
@@ -81,14 +82,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _settings(tier: str, args: argparse.Namespace) -> Settings:
     overrides = {k: v for k, v in vars(args).items() if k not in ("command", "dlq_command", "limit", "data_dir")}
+    if tier == "standalone" and "GENESIS_FLOW_LOG_FORMAT" not in os.environ:
+        overrides["log_format"] = "text"  # a person's terminal, not a log pipeline
     return load_settings(tier, **overrides)
 
 
-def _configure_logging(settings: Settings) -> None:
-    logging.basicConfig(level=settings.log_level.upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
-    logging.getLogger("aio_pika").setLevel(logging.WARNING)
-    logging.getLogger("aiormq").setLevel(logging.WARNING)
+def _configure_logging(settings: Settings, tier: str) -> None:
+    from common.logs import configure_logging
+
+    configure_logging(settings.log_level, settings.log_format, tier, settings.instance_id)
 
 
 def _run(coro_factory: Callable[[], Any]) -> int:
@@ -194,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     command = args.command
     settings = _settings(command, args)
-    _configure_logging(settings)
+    _configure_logging(settings, command)
     if command == "ingest":
         return _run(lambda: run_ingest(settings))
     if command == "writer":

@@ -18,6 +18,7 @@ from query.graphql_api import graphql_routes
 from query.registry import registry_routes
 from query.routes import PREFIXES, add_routes
 from query.ui import find_ui_build, ui_routes
+from query.system import system_routes
 from query.ui_api import ui_api_routes
 
 
@@ -36,7 +37,8 @@ def install(app: web.Application, settings: Settings, deps: QueryDeps) -> Probes
         for prefix in PREFIXES:
             app.router.add_route(method, prefix + path, handler)
     for method, path, handler in [*ui_routes(find_ui_build()), *ui_api_routes(deps.db, deps.artifacts),
-                                  *graphql_routes(deps.db, deps.artifacts)]:
+                                  *graphql_routes(deps.db, deps.artifacts),
+                                  *system_routes(deps.db, deps.artifacts, deps.registry)]:
         app.router.add_route(method, path, handler)
     add_artifact_routes(app, deps.artifacts, deps.db)
 

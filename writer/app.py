@@ -7,13 +7,17 @@ import contextlib
 import logging
 import os
 import signal
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import Any
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 from pymongo.asynchronous.database import AsyncDatabase
 
+from common.clock import now_ms
+from common.mongo import WRITER_STATUS
 from common.settings import Settings
 from common.transport import WriterTransport
 from common.web import Probes, add_ops_routes, tier_app
@@ -53,18 +57,35 @@ def _stop_process_if_crashed(task: asyncio.Task) -> None:
         os.kill(os.getpid(), signal.SIGTERM)
 
 
-DEPTH_SAMPLE_S = 5.0
+REPORT_EVERY_S = 5.0
 
 
-async def sample_queue_depths(transport: WriterTransport, metrics: WriterMetrics) -> None:
-    """Keep `genesis_queue_depth` current: the backlog an outage leaves, and how fast it drains."""
+async def report_status(settings: Settings, db: AsyncDatabase, transport: WriterTransport, consumer: Consumer,
+                        metrics: WriterMetrics) -> None:
+    """Every few seconds: queue depths into `genesis_queue_depth` (the backlog an outage leaves,
+    and how fast it drains), and this writer's report into MongoDB's `writer_status`, which the
+    query tier's `metrics/system` endpoint shows operators."""
+    started, last = now_ms(), (time.monotonic(), 0, 0)
     while True:
+        await asyncio.sleep(REPORT_EVERY_S)
+        report: dict[str, Any] = {"started": started, "time": now_ms(), "store_up": consumer.store_healthy,
+                                  "lag_s": round(consumer.last_lag_s, 3),
+                                  "events_committed": consumer.events_committed,
+                                  "points_written": consumer.points_written}
+        t, events, points = time.monotonic(), consumer.events_committed, consumer.points_written
+        report["events_per_s"] = round((events - last[1]) / max(t - last[0], 1e-9), 1)
+        report["points_per_s"] = round((points - last[2]) / max(t - last[0], 1e-9), 1)
+        last = (t, events, points)
         try:
-            for partition, depth in (await transport.depths()).items():
+            depths = await transport.depths()
+            for partition, depth in depths.items():
                 metrics.queue_depth.labels(str(partition)).set(depth)
+            report["queue_depth"] = {str(p): d for p, d in depths.items()}
+            report["dead_letter_depth"] = await transport.dead_letter_depth()
         except Exception as exc:  # broker down: the gauges keep their last values
             log.debug("queue depth sample failed: %s", exc)
-        await asyncio.sleep(DEPTH_SAMPLE_S)
+        with contextlib.suppress(Exception):  # MongoDB down: the last report stays (with its time)
+            await db[WRITER_STATUS].replace_one({"_id": settings.instance_id}, report, upsert=True)
 
 
 def install(app: web.Application, settings: Settings, deps: WriterDeps) -> Probes:
@@ -78,7 +99,8 @@ def install(app: web.Application, settings: Settings, deps: WriterDeps) -> Probe
         async with running(consumer):
             balancing = (asyncio.create_task(balancer.run_forever(), name="writer-balancer")
                          if settings.writer_rebalance_interval_s > 0 else None)
-            sampling = asyncio.create_task(sample_queue_depths(deps.transport, metrics), name="queue-depths")
+            sampling = asyncio.create_task(report_status(settings, deps.db, deps.transport, consumer, metrics),
+                                           name="writer-status")
             yield
             sampling.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -88,6 +110,8 @@ def install(app: web.Application, settings: Settings, deps: WriterDeps) -> Probe
                 with contextlib.suppress(asyncio.CancelledError):
                     await balancing
                 await balancer.leave()
+        with contextlib.suppress(Exception):
+            await deps.db[WRITER_STATUS].delete_one({"_id": settings.instance_id})
         await deps.transport.close()
 
     async def store_writes() -> None:

@@ -63,6 +63,9 @@ class Consumer:
         self._last_delivery: dict[int, float] = {}
         self.store_healthy = True
         self.batches_committed = 0
+        self.events_committed = 0  # plain totals for the status report (`writer/app.py`)
+        self.points_written = 0
+        self.last_lag_s = 0.0
 
     def on_delivery(self, delivery: Delivery) -> None:
         self._last_delivery[delivery.partition] = time.monotonic()
@@ -118,7 +121,8 @@ class Consumer:
         await self._transport.ack(batch.deliveries)
         self._metrics.commit_seconds.observe(time.perf_counter() - start)
         if envelopes:
-            self._metrics.lag.set(max(0.0, (now_ms() - min(env.published_at for env in envelopes)) / 1000))
+            self.last_lag_s = max(0.0, (now_ms() - min(env.published_at for env in envelopes)) / 1000)
+            self._metrics.lag.set(self.last_lag_s)
         self._metrics.batches.inc()
         self._metrics.batch_events.observe(len(batch.deliveries))
         self.batches_committed += 1
@@ -173,6 +177,8 @@ class Consumer:
 
     def _count(self, outcomes: Outcomes, plan) -> None:
         rejected = sum(1 for o in outcomes.values() if o is not None)
+        self.events_committed += len(outcomes) - rejected
+        self.points_written += plan.points_written
         self._metrics.events.labels("committed").inc(len(outcomes) - rejected)
         if rejected:
             self._metrics.events.labels("rejected").inc(rejected)

@@ -242,18 +242,25 @@ class AmqpWriterTransport:
         except Exception as exc:
             log.warning("commit notice to %s not sent: %s", reply_to, exc)
 
-    async def depths(self) -> dict[int, int]:
+    async def _message_counts(self, names: list[str]) -> list[int]:
         # A channel of its own: a failed passive declare closes the channel it ran on.
         assert self._conn is not None
         channel = await self._conn.channel(publisher_confirms=False)
         try:
-            out: dict[int, int] = {}
-            for partition in range(self._settings.partitions):
-                queue = await channel.declare_queue(events_queue(self._settings.queue_prefix, partition), passive=True)
-                out[partition] = int(queue.declaration_result.message_count or 0)
-            return out
+            counts = []
+            for name in names:
+                queue = await channel.declare_queue(name, passive=True)
+                counts.append(int(queue.declaration_result.message_count or 0))
+            return counts
         finally:
             await channel.close()
+
+    async def depths(self) -> dict[int, int]:
+        names = [events_queue(self._settings.queue_prefix, p) for p in range(self._settings.partitions)]
+        return dict(enumerate(await self._message_counts(names)))
+
+    async def dead_letter_depth(self) -> int:
+        return (await self._message_counts([dlq_name(self._settings.queue_prefix)]))[0]
 
     async def check(self) -> None:
         if self._conn is None or not self._conn.connected.is_set():

@@ -93,6 +93,9 @@ class _WriterSide:
     async def depths(self) -> dict[int, int]:
         return {0: self._b._backlog}  # one FIFO for every partition
 
+    async def dead_letter_depth(self) -> int:
+        return len(self._b.dead_letters)
+
     async def check(self) -> None:
         return None
 

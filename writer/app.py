@@ -82,6 +82,7 @@ async def report_status(settings: Settings, db: AsyncDatabase, transport: Writer
                 metrics.queue_depth.labels(str(partition)).set(depth)
             report["queue_depth"] = {str(p): d for p, d in depths.items()}
             report["dead_letter_depth"] = await transport.dead_letter_depth()
+            metrics.dead_letter_depth.set(report["dead_letter_depth"])
         except Exception as exc:  # broker down: the gauges keep their last values
             log.debug("queue depth sample failed: %s", exc)
         with contextlib.suppress(Exception):  # MongoDB down: the last report stays (with its time)

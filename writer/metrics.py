@@ -23,7 +23,10 @@ class WriterMetrics:
             "genesis_writer_commit_seconds", "Load, plan and write one batch", registry=registry,
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5))
         self.store_up = Gauge("genesis_writer_store_up", "1 when the last MongoDB write succeeded", registry=registry)
+        self.store_up.set(1)  # until a write fails: an idle writer is not a broken one
         self.lag = Gauge("genesis_writer_lag_seconds",
                          "Age of the oldest event of the last committed batch (publish to commit)", registry=registry)
         self.queue_depth = Gauge("genesis_queue_depth", "Events waiting in a partition queue (sampled)",
                                  ["partition"], registry=registry)
+        self.dead_letter_depth = Gauge("genesis_dead_letter_depth", "Events waiting in the dead-letter queue (sampled)",
+                                       registry=registry)

@@ -34,12 +34,17 @@ def client(uri: str) -> MlflowClient:
 
 
 @pytest.fixture
-def tracking(uri: str):
-    previous = mlflow.get_tracking_uri()
+def tracking(uri: str, monkeypatch: pytest.MonkeyPatch):
+    """The fluent API pointed at this stack, and put back after: a registry URI left set (MLflow
+    keeps it in a module global and in MLFLOW_REGISTRY_URI) would send later tests' registry calls
+    to a stack that no longer runs."""
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.setenv("MLFLOW_REGISTRY_URI", uri)
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
     yield
-    mlflow.set_tracking_uri(previous)
+    mlflow.set_tracking_uri(None)
+    mlflow.set_registry_uri(None)
 
 
 def _name(prefix: str) -> str:

@@ -10,16 +10,10 @@ artifacts, a registered model version from a run, and a deleted run.
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import re
-import signal
-import subprocess
-import sys
 import tempfile
 import time
-import urllib.request
 import uuid
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -41,6 +35,7 @@ from graphql import (
 
 from tests.registry.sequence import _diff, _short
 from tests.services import free_port
+from tests.sequences import reference_server
 from tests.stack import Stack
 
 pytestmark = [pytest.mark.integration]
@@ -396,56 +391,13 @@ def compare(ref: list[Answer], ref_ctx: Mapping[str, str], ours: list[Answer], o
 # --- the reference server ------------------------------------------------------------------------
 
 
-def _tail(log: Path, chars: int = 3000) -> str:
-    return log.read_text(errors="replace")[-chars:] if log.exists() else "(no log)"
-
-
-def _wait_healthy(url: str, proc: subprocess.Popen, log: Path, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"reference mlflow server exited with {proc.returncode}:\n{_tail(log)}")
-        with contextlib.suppress(OSError):
-            with urllib.request.urlopen(url + "/health", timeout=2) as resp:
-                if resp.status == 200:
-                    return
-        time.sleep(0.5)
-    raise RuntimeError(f"reference mlflow server not healthy after {timeout}s:\n{_tail(log)}")
-
-
-def _stop(proc: subprocess.Popen) -> None:
-    """Stop the CLI and the uvicorn processes it started: one process group, only that group."""
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGTERM)
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        proc.wait(20)
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGKILL)
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        proc.wait(5)
-
-
 @pytest.fixture(scope="module")
 def reference_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A stock `mlflow server` on SQLite serving artifacts itself (so the Default experiment's
     location is `mlflow-artifacts:/0`, as ours), started once for the module."""
     tmp = tmp_path_factory.mktemp("mlflow-reference")
-    (tmp / "tmp").mkdir()
-    port = free_port()
-    cmd = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", f"sqlite:///{tmp}/mlflow.db",
-           "--artifacts-destination", str(tmp / "artifacts"),
-           "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
-    env = {**os.environ, "TMPDIR": str(tmp / "tmp"), "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
-    log = tmp / "server.log"
-    with open(log, "ab") as out:
-        proc = subprocess.Popen(cmd, cwd=tmp, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                env=env, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        _wait_healthy(url, proc, log, REFERENCE_START_TIMEOUT)
+    with reference_server(tmp, ["--artifacts-destination", str(tmp / "artifacts")]) as url:
         yield url
-    finally:
-        _stop(proc)
 
 
 # --- tests ---------------------------------------------------------------------------------------

@@ -402,7 +402,7 @@ def _get_artifact_steps() -> list[Step]:
         _s("get_artifact.list_root", "GET", f"{AJAX}/artifacts/list", query={"run_id": "{run_id}"}),
         _s("get_artifact.list_dir", "GET", f"{AJAX}/artifacts/list", query={"run_id": "{run_id}", "path": "plots"}),
         # Through the artifact proxy, as the UI's download falls back to it.
-        _s("proxy.download", "GET", f"/ajax-api/2.0/mlflow-artifacts/artifacts/{{run_path}}/notes.txt",
+        _s("proxy.download", "GET", "/ajax-api/2.0/mlflow-artifacts/artifacts/{run_path}/notes.txt",
            check_headers=DOWNLOAD_HEADERS),
         _s("proxy.list", "GET", "/ajax-api/2.0/mlflow-artifacts/artifacts", query={"path": "{run_path}"}),
     ]

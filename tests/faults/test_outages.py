@@ -79,7 +79,7 @@ FAULTS = {
 
 @pytest.mark.parametrize("fault", list(FAULTS))
 def test_training_jobs_do_not_notice_the_outage(fault: str, fault_stack: Stack, own_mongo: OwnMongo,
-                                                client_defaults: None) -> None:
+                                                client_defaults: None, capsys: pytest.CaptureFixture[str]) -> None:
     make, restarted = FAULTS[fault]
     live = tuple(t for t in TIERS if t in fault_stack.procs)
     assert _seconds_until_ready(fault_stack, live, timeout=60) < 60, "the stack is not ready before the fault"
@@ -98,8 +98,9 @@ def test_training_jobs_do_not_notice_the_outage(fault: str, fault_stack: Stack, 
     finally:
         fleet.stop()
     acked, stored, duplicates = fleet.wait_stored()
-    print(f"\n{fault} {FAULT_S:.0f}s: acknowledged {acked}, stored {stored}, duplicates {duplicates}, "
-          f"client exceptions {len(fleet.errors)}, ready {recovered:.1f}s after recovery")
+    with capsys.disabled():  # the numbers belong in the CI log, -q or not
+        print(f"\n{fault} {FAULT_S:.0f}s: acknowledged {acked}, stored {stored}, duplicates {duplicates}, "
+              f"client exceptions {len(fleet.errors)}, ready {recovered:.1f}s after recovery")
     assert fleet.errors == []
     assert acked > 0 and stored == acked and duplicates == 0
     assert recovered < 60

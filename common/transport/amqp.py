@@ -60,13 +60,31 @@ async def declare_topology(channel: AbstractChannel, settings: Settings) -> list
     return queues
 
 
+STARTUP_WAIT_S = 300.0  # a tier started while the broker is away waits for it this long
+
+
 async def connect(settings: Settings, name: str) -> AbstractRobustConnection:
-    return await aio_pika.connect_robust(
-        settings.amqp_url,
-        client_properties={"connection_name": f"genesis-flow {name} {settings.instance_id}"},
-        reconnect_interval=0.5,
-        fail_fast=True,
-    )
+    """The robust connection reconnects by itself once made; the first connection is retried
+    here, so a tier started during a broker outage waits for the broker (not ready meanwhile)
+    instead of exiting."""
+    deadline = asyncio.get_running_loop().time() + STARTUP_WAIT_S
+    delay = 0.5
+    while True:
+        try:
+            return await aio_pika.connect_robust(
+                settings.amqp_url,
+                client_properties={"connection_name": f"genesis-flow {name} {settings.instance_id}"},
+                reconnect_interval=0.5,
+                fail_fast=True,
+            )
+        except aiormq.exceptions.ProbableAuthenticationError:
+            raise  # wrong credentials do not get better by waiting
+        except (aiormq.exceptions.AMQPConnectionError, ConnectionError, OSError) as exc:
+            if asyncio.get_running_loop().time() + delay > deadline:
+                raise
+            log.warning("RabbitMQ is not reachable (%s); retrying in %.1fs", exc, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
 
 
 class AmqpIngestTransport:

@@ -59,7 +59,8 @@ def configure_logging(level: str, fmt: str, tier: str, instance: str) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    for noisy in ("aio_pika", "aiormq", "aiohttp.access"):
+    # the Azure SDK logs every HTTP request at INFO
+    for noisy in ("aio_pika", "aiormq", "aiohttp.access", "azure"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 

@@ -23,6 +23,8 @@ Layout (read paths decide it):
 * ``writers``: writer heartbeats, for spreading partitions over writer replicas
   (``writer/balancer.py``).
 * ``counters``: the experiment id sequence (ids are unique across ingest replicas).
+* ``control``: coordination, not data: the writer pause a backup holds and each writer's answer
+  to it (``common/writer_pause.py``). Backups leave it and ``writers`` out.
 
 Shard keys (applied only when connected to a mongos):
 
@@ -60,6 +62,7 @@ ARTIFACTS = "artifacts"
 WRITER_STATUS = "writer_status"  # each writer's latest report (queue depths, lag, throughput)
 REGISTERED_MODELS = "registered_models"
 MODEL_VERSIONS = "model_versions"
+CONTROL = "control"
 
 DEFAULT_EXPERIMENT_ID = "0"
 DEFAULT_EXPERIMENT_NAME = "Default"

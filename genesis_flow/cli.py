@@ -77,6 +77,27 @@ def build_parser() -> argparse.ArgumentParser:
     lp.add_argument("--limit", type=int, default=100)
     rp = dsub.add_parser("replay", help="move dead-lettered events back to their partitions")
     rp.add_argument("--limit", type=int, default=None)
+
+    p = sub.add_parser("backup", help="dump MongoDB (mongodump format) and copy artifacts, with checksums")
+    p.add_argument("--out", metavar="DIR", default=None, help="take a backup into this new directory")
+    p.add_argument("--verify", nargs="?", const="", default=None, metavar="DIR",
+                   help="check a backup against its manifest (after --out: the one just taken)")
+    p.add_argument("--incremental-from", metavar="DIR", default=None,
+                   help="copy only artifacts changed since this backup")
+    p.add_argument("--artifacts-to", metavar="URI", default=None,
+                   help="copy artifacts to this store, not DIR/artifacts")
+    p.add_argument("--no-pause", action="store_true", help="leave the writers running (per-collection consistency)")
+    p.add_argument("--pause-timeout", type=float, default=60.0, help="seconds to wait for the writers to pause")
+    p.add_argument("--mongodb-uri", default=None)
+    p.add_argument("--mongodb-db", default=None)
+    p.add_argument("--artifact-root", default=None, help="GENESIS_FLOW_ARTIFACT_ROOT")
+
+    p = sub.add_parser("restore", help="load a backup into the configured database and artifact store")
+    p.add_argument("backup_dir", metavar="DIR")
+    p.add_argument("--drop", action="store_true", help="empty the target database and artifact store first")
+    p.add_argument("--mongodb-uri", default=None)
+    p.add_argument("--mongodb-db", default=None)
+    p.add_argument("--artifact-root", default=None, help="GENESIS_FLOW_ARTIFACT_ROOT")
     return parser
 
 
@@ -215,6 +236,16 @@ def main(argv: list[str] | None = None) -> int:
         from genesis_flow.dlq import run_dlq
 
         return _run(lambda: run_dlq(settings, args.dlq_command, args.limit))
+    if command == "backup":
+        from genesis_flow.backup import run_backup
+
+        return _run(lambda: run_backup(settings, out=args.out, verify_dir=args.verify,
+                                       incremental_from=args.incremental_from, artifacts_to=args.artifacts_to,
+                                       pause=not args.no_pause, pause_timeout_s=args.pause_timeout))
+    if command == "restore":
+        from genesis_flow.backup import run_restore
+
+        return _run(lambda: run_restore(settings, args.backup_dir, drop=args.drop))
     raise SystemExit(f"unknown command {command}")
 
 

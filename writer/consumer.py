@@ -20,6 +20,7 @@ from opentelemetry import trace
 from pymongo.asynchronous.database import AsyncDatabase
 
 from common import events as ev
+from common import writer_pause
 from common.clock import now_ms
 from common.errors import INTERNAL_ERROR, MlflowError
 from common.settings import Settings
@@ -89,11 +90,14 @@ class Consumer:
 
     async def run_forever(self) -> None:
         s = self._settings
-        while True:
-            batch = await collect(self._inbox, max_events=s.batch_max_events, max_points=s.batch_max_points,
-                                  max_wait_s=s.batch_max_wait_ms / 1000)
-            async with self._applying:
-                await self.process(batch.without_stale())
+        # Backups pause the writers between batches (`common/writer_pause.py`): while a pause is
+        # in force, its watcher holds `_applying`, so no batch is half-applied in the dump.
+        async with writer_pause.watching(self._db, s.instance_id, self._applying):
+            while True:
+                batch = await collect(self._inbox, max_events=s.batch_max_events, max_points=s.batch_max_points,
+                                      max_wait_s=s.batch_max_wait_ms / 1000)
+                async with self._applying:
+                    await self.process(batch.without_stale())
 
     async def process(self, batch: Batch) -> None:
         for delivery, reason in batch.poison:

@@ -30,14 +30,11 @@ from common.keys import encode_key
 from common.requests import decode_message, parse_json_body
 from common.web import json_response
 from ingest.bus import EventBus
+from ingest.requests import KeyValue
+from ingest.service import event_tags
 from ingest.lookups import Lookups
 
 # --- request messages (model_registry.proto) and the handler schemas ----------------------------
-
-
-class KeyValue(msgspec.Struct):
-    key: str | None = None
-    value: str | None = None
 
 
 class CreateRegisteredModel(msgspec.Struct):
@@ -125,10 +122,6 @@ SCHEMAS: dict[type, v.Schema] = {
 }
 
 
-def _tags(items: list[KeyValue]) -> list[ev.Tag]:
-    return [ev.Tag(t.key or "", t.value or "") for t in items]
-
-
 class RegistryService:
     def __init__(self, db: AsyncDatabase, bus: EventBus, lookups: Lookups):
         self._db = db
@@ -144,7 +137,7 @@ class RegistryService:
         reg.validate_model_name(req.name)
         for t in req.tags:
             reg.validate_registered_model_tag(t.key, t.value)
-        tags = _tags(req.tags)
+        tags = event_tags(req.tags)
         existing = await reads.find_model(self._db, req.name)
         if existing is not None:
             raise reg.already_exists(req.name, bool(existing.get("prompt")), reg.is_prompt({t.key: t.value for t in tags}))
@@ -203,7 +196,7 @@ class RegistryService:
     # --- model versions --------------------------------------------------------------------
 
     async def create_version(self, req: CreateModelVersion, body: dict[str, Any]) -> dict[str, Any]:
-        tags = _tags(req.tags)
+        tags = event_tags(req.tags)
         prompt = reg.is_prompt({t.key: t.value for t in tags})
         source, run_id, model_id = req.source, req.run_id or None, req.model_id or None
         if prompt:

@@ -25,7 +25,7 @@ RUN_NAME_TAG = "mlflow.runName"
 RUN_STATUSES = ("RUNNING", "SCHEDULED", "FINISHED", "FAILED", "KILLED")
 
 
-def _tags(items: list[rq.KeyValue]) -> list[ev.Tag]:
+def event_tags(items: list[rq.KeyValue]) -> list[ev.Tag]:
     return [ev.Tag(t.key or "", t.value or "") for t in items]
 
 
@@ -75,7 +75,7 @@ class IngestService:
         await self._submit(ev.ExperimentCreated(
             experiment_id=experiment_id, name=req.name,
             artifact_location=req.artifact_location or documents.experiment_artifact_location(experiment_id),
-            creation_time=now_ms(), tags=_tags(req.tags),
+            creation_time=now_ms(), tags=event_tags(req.tags),
         ))
         return {"experiment_id": experiment_id}
 
@@ -126,7 +126,7 @@ class IngestService:
             raise MlflowError.invalid(v.experiment_not_active_message(experiment_id, exp.lifecycle_stage))
         for i, t in enumerate(req.tags):
             v.validate_tag(t.key, t.value, path=f"tags[{i}]")
-        tags = _tags(req.tags)
+        tags = event_tags(req.tags)
         tag_name = next((t.value for t in tags if t.key == RUN_NAME_TAG), None)
         if req.run_name and tag_name and req.run_name != tag_name:
             raise MlflowError.invalid(
@@ -229,8 +229,8 @@ class IngestService:
         v.validate_batch_limits(len(metrics), len(req.params), len(req.tags))
         v.validate_param_keys_unique(p.key or "" for p in req.params)
         snap = await self._active_run(req.id)
-        params = _tags(req.params)
-        tags = _tags(req.tags)
+        params = event_tags(req.params)
+        tags = event_tags(req.tags)
         _check_params(snap, params, single=False)
         if not (metrics or params or tags):
             return {}
@@ -249,7 +249,7 @@ class IngestService:
                 v.validate_input_tag(t.key, t.value)
             datasets.append(ev.DatasetInput(
                 ev.Dataset(d.name or "", d.digest or "", d.source_type or "", d.source or "", d.schema, d.profile),
-                _tags(di.tags)))
+                event_tags(di.tags)))
         await self._active_run(req.id)
         await self._submit(ev.RunInputsLogged(req.id, datasets=datasets,
                                               models=[ev.ModelRef(m.model_id) for m in req.models]))

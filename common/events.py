@@ -315,6 +315,101 @@ class ModelVersionTagDeleted(msgspec.Struct, tag=True):
     key: str
 
 
+# --- trace events (MLflow 3 tracing; partitioned by trace id) -----------------------------------
+# One partition per trace: its spans, its start_trace, tags and assessments apply in order on one
+# writer, whatever order the client sent them in.
+
+
+class SpanRecord(msgspec.Struct, omit_defaults=True):
+    """One span as ingest decoded it: what the writer indexes, plus the stored form."""
+
+    span_id: str  # 16 hex
+    name: str
+    start_ns: int
+    end_ns: int
+    status: str  # OK | ERROR | UNSET
+    content: str  # the span as MLflow stores it (JSON of `Span.to_dict()`)
+    parent_id: str | None = None
+    span_type: str | None = None
+    inputs: str | None = None  # root spans: the request preview
+    outputs: str | None = None  # root spans: the response preview
+    trace_tags: list[Tag] = []  # root spans: `mlflow.traceTag.*` attributes
+
+
+class SpansLogged(msgspec.Struct, tag=True):
+    trace_id: str
+    experiment_id: str
+    artifact_location: str  # the trace's, for a trace these spans create
+    spans: list[SpanRecord]
+
+
+class TraceStarted(msgspec.Struct, tag=True, omit_defaults=True):
+    """start_trace (StartTraceV3): the client's final word on the trace info."""
+
+    trace_id: str
+    experiment_id: str
+    artifact_location: str
+    request_time: int
+    state: str
+    execution_duration: int | None = None
+    request_preview: str | None = None
+    response_preview: str | None = None
+    client_request_id: str | None = None
+    tags: list[Tag] = []
+    metadata: list[Tag] = []
+    assessments: list[str] = []  # JSON of each assessment as the API prints it
+    mark_finalized: bool = True  # v3 start_trace says so in the metadata; the v2 start/end do not
+
+
+class TraceTagSet(msgspec.Struct, tag=True):
+    trace_id: str
+    key: str
+    value: str
+
+
+class TraceTagDeleted(msgspec.Struct, tag=True):
+    trace_id: str
+    key: str
+
+
+class TracesDeleted(msgspec.Struct, tag=True):
+    experiment_id: str
+    trace_ids: list[str]
+
+
+class TracesLinkedToRun(msgspec.Struct, tag=True):
+    run_id: str
+    trace_ids: list[str]
+
+
+class TracePromptsLinked(msgspec.Struct, tag=True):
+    trace_id: str
+    prompts: list[str]  # "<name>/<version>"
+
+
+class AssessmentSet(msgspec.Struct, tag=True):
+    """A created or updated assessment, whole (JSON as the API prints it)."""
+
+    trace_id: str
+    assessment_id: str
+    assessment: str
+
+
+class AssessmentDeleted(msgspec.Struct, tag=True):
+    trace_id: str
+    assessment_id: str
+
+
+TraceEvent = (
+    SpansLogged | TraceStarted | TraceTagSet | TraceTagDeleted | TracesDeleted | TracesLinkedToRun
+    | TracePromptsLinked | AssessmentSet | AssessmentDeleted
+)
+TRACE_EVENTS = (
+    SpansLogged, TraceStarted, TraceTagSet, TraceTagDeleted, TracesDeleted, TracesLinkedToRun,
+    TracePromptsLinked, AssessmentSet, AssessmentDeleted,
+)
+
+
 ExperimentEvent = (
     ExperimentCreated | ExperimentRenamed | ExperimentDeleted | ExperimentRestored
     | ExperimentTagSet | ExperimentTagDeleted
@@ -334,7 +429,7 @@ RegistryEvent = (
     | ModelVersionCreated | ModelVersionUpdated | ModelVersionStageSet | ModelVersionDeleted
     | ModelVersionTagSet | ModelVersionTagDeleted
 )
-Event = ExperimentEvent | RunEvent | ModelEvent | ArtifactEvent | RegistryEvent
+Event = ExperimentEvent | RunEvent | ModelEvent | ArtifactEvent | RegistryEvent | TraceEvent
 
 EXPERIMENT_EVENTS = (
     ExperimentCreated, ExperimentRenamed, ExperimentDeleted, ExperimentRestored,
@@ -405,6 +500,12 @@ REGISTRY_EVENTS = (
 
 
 def partition_key(event: Event) -> str:
+    if isinstance(event, TRACE_EVENTS):
+        if isinstance(event, TracesDeleted):
+            return f"exp:{event.experiment_id}"
+        if isinstance(event, TracesLinkedToRun):
+            return event.run_id
+        return f"trace:{event.trace_id}"  # type: ignore[union-attr]
     if isinstance(event, ARTIFACT_EVENTS):
         owner = event.run_id or (f"model:{event.model_id}" if event.model_id else None)
         return owner or f"artifact:{event.path.split('/', 1)[0]}"

@@ -20,6 +20,10 @@ Layout (read paths decide it):
   ``common/registry.py``). A model's ``_id`` is an internal key that survives renames; ``name``
   is unique. Versions carry the model's key (``rm``) and name, so "versions of a model" and
   ``name = '...'`` searches are indexed reads.
+* ``traces`` and ``trace_spans``: MLflow 3 traces: one document per trace (info, tags, metadata,
+  assessments, span bookkeeping) and its spans in buckets of about 1 MiB (documents described in
+  ``common/traces.py``). Indexes serve search_traces' common filters: experiment + time (the
+  default order), state, span names, linked runs, source run, tags.
 * ``writers``: writer heartbeats, for spreading partitions over writer replicas
   (``writer/balancer.py``).
 * ``counters``: the experiment id sequence (ids are unique across ingest replicas).
@@ -36,6 +40,12 @@ Shard keys (applied only when connected to a mongos):
   evenly as a hashed one, while every history read (one run, one key) stays on one shard and
   the unique ``(run_id, key, seq)`` index stays legal (it is prefixed by the shard key).
 * ``artifacts`` is sharded by ``{_id: "hashed"}`` when it grows: writes are upserts by path.
+* ``trace_spans``: ``{trace_id: 1}``. Trace ids are random (OTel trace ids), so writes spread,
+  and reading a trace's spans (get_trace) stays on one shard.
+* ``traces``: ``{_id: "hashed"}``: writes (one trace per partition, spans arriving all the time)
+  spread evenly; search_traces names experiments and reads newest first, a scatter-gather over
+  the ``exp_time`` index on each shard, which keeps any one experiment's hot write range from
+  landing on a single shard.
 * ``experiments``, ``logged_models``, ``registered_models``, ``model_versions`` and ``counters``
   stay unsharded: they are small (one document per experiment, model or version, not per run or
   point), and the registry's unique ``name`` index could not be enforced across shards unless the
@@ -63,6 +73,8 @@ WRITER_STATUS = "writer_status"  # each writer's latest report (queue depths, la
 REGISTERED_MODELS = "registered_models"
 MODEL_VERSIONS = "model_versions"
 CONTROL = "control"
+TRACES = "traces"  # MLflow 3 trace info (documents described in `common/traces.py`)
+TRACE_SPANS = "trace_spans"  # spans in buckets per trace
 
 DEFAULT_EXPERIMENT_ID = "0"
 DEFAULT_EXPERIMENT_NAME = "Default"
@@ -110,12 +122,28 @@ INDEXES: dict[str, list[IndexModel]] = {
         IndexModel([("run_id", ASCENDING)], name="run", sparse=True),
         IndexModel([("model_id", ASCENDING)], name="model", sparse=True),
     ],
+    TRACES: [
+        # search_traces: experiments named, newest first (the default order), then by id
+        IndexModel([("experiment_id", ASCENDING), ("request_time", DESCENDING), ("_id", ASCENDING)],
+                   name="exp_time"),
+        IndexModel([("experiment_id", ASCENDING), ("state", ASCENDING), ("request_time", DESCENDING)],
+                   name="exp_state_time"),
+        IndexModel([("sp.names", ASCENDING)], name="span_names"),
+        IndexModel([("runs", ASCENDING)], name="linked_runs", sparse=True),
+        IndexModel([("metadata.mlflow%2EsourceRun", ASCENDING)], name="source_run", sparse=True),
+        IndexModel([("tags.$**", ASCENDING)], name="tags_wildcard"),
+    ],
+    TRACE_SPANS: [
+        IndexModel([("trace_id", ASCENDING), ("seq", ASCENDING)], name="trace_seq"),
+    ],
 }
 
 SHARD_KEYS: dict[str, dict[str, Any]] = {
     RUNS: {"experiment_id": 1, "_id": 1},
     METRICS: {"run_id": 1},
     ARTIFACTS: {"_id": "hashed"},
+    TRACE_SPANS: {"trace_id": 1},
+    TRACES: {"_id": "hashed"},
 }
 
 

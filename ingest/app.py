@@ -22,6 +22,7 @@ from ingest.models import LoggedModelService
 from ingest.registry import RegistryService, registry_routes
 from ingest.routes import PREFIXES, add_routes
 from ingest.service import IngestService
+from ingest.traces import TraceMetrics, TraceService, trace_routes
 from ingest.ui_api import ui_api_routes
 
 CLIENT_MAX_SIZE = 16 * 1024 * 1024  # JSON bodies; artifact uploads stream and are not bound by it
@@ -50,6 +51,9 @@ def install(app: web.Application, settings: Settings, deps: IngestDeps) -> Probe
     for method, path, handler in registry_routes(RegistryService(deps.db, bus, lookups)):
         for prefix in PREFIXES:
             app.router.add_route(method, prefix + path, handler)
+    traces = TraceService(deps.db, bus, lookups, settings.ack_mode, TraceMetrics(deps.registry))
+    for method, path, handler in trace_routes(traces):
+        app.router.add_route(method, path, handler)
     for method, path, handler in ui_api_routes(deps.db, service, artifacts):
         app.router.add_route(method, path, handler)
     add_artifact_routes(app, artifacts)

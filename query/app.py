@@ -19,6 +19,7 @@ from query.registry import registry_routes
 from query.routes import PREFIXES, add_routes
 from query.ui import find_ui_build, ui_routes
 from query.system import system_routes
+from query.traces import trace_routes
 from query.ui_api import ui_api_routes
 
 
@@ -38,7 +39,8 @@ def install(app: web.Application, settings: Settings, deps: QueryDeps) -> Probes
             app.router.add_route(method, prefix + path, handler)
     for method, path, handler in [*ui_routes(find_ui_build()), *ui_api_routes(deps.db, deps.artifacts),
                                   *graphql_routes(deps.db, deps.artifacts),
-                                  *system_routes(deps.db, deps.artifacts, deps.registry)]:
+                                  *system_routes(deps.db, deps.artifacts, deps.registry),
+                                  *trace_routes(deps.db)]:
         app.router.add_route(method, path, handler)
     add_artifact_routes(app, deps.artifacts, deps.db)
 

@@ -8,8 +8,6 @@ from collections import defaultdict
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import uuid
-
 import msgspec
 from aiohttp import web
 from pymongo.asynchronous.database import AsyncDatabase
@@ -125,23 +123,6 @@ async def logged_model_directory(request: web.Request, db: AsyncDatabase, store:
     return {"root_uri": location, **listing(await store.list(join_under(root, relative)), under=relative)}
 
 
-async def trace_artifact(request: web.Request) -> web.Response:
-    """`get-trace-artifact`: this server stores no traces yet, so every trace is unknown (with
-    the reference's two messages: for the trace data, and for an attachment)."""
-    request_id = request.query.get("request_id")
-    if not request_id:
-        raise MlflowError('Request must include the "request_id" query parameter.', BAD_REQUEST)
-    path = request.query.get("path")
-    if path:
-        safe_relative_path(path)
-        try:
-            uuid.UUID(path)
-        except ValueError:
-            raise MlflowError.invalid(f"Invalid attachment path: '{path}'. Attachment path must be a valid UUID.") from None
-        raise MlflowError.not_found(f"Trace with ID '{request_id}' not found.")
-    raise MlflowError.not_found(f"Trace with ID {request_id} is not found.")
-
-
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -194,8 +175,6 @@ def ui_api_routes(db: AsyncDatabase, store: ArtifactStore) -> list[tuple[str, st
         ("GET", "/ajax-api/2.0/mlflow/gateway-proxy", gateway_proxy),
         ("POST", "/ajax-api/2.0/mlflow/gateway-proxy", gateway_proxy),
         ("GET", "/model-versions/get-artifact", get_version_artifact),
-        ("GET", "/ajax-api/2.0/mlflow/get-trace-artifact", trace_artifact),
-        ("GET", "/ajax-api/3.0/mlflow/get-trace-artifact", trace_artifact),
         ("GET", "/ajax-api/3.0/mlflow/ui-telemetry", get_ui_telemetry),
         ("GET", "/ajax-api/3.0/mlflow/assistant/config", assistant_config),
         ("GET", "/ajax-api/3.0/mlflow/assistant/providers", assistant_providers),

@@ -41,6 +41,8 @@ def decode_into(batch: Batch, delivery: Delivery) -> None:
     batch.events.append((delivery, env))
     if isinstance(env.event, ev.RunDataLogged):
         batch.points += len(env.event.metrics) + len(env.event.params) + len(env.event.tags)
+    elif isinstance(env.event, ev.SpansLogged):
+        batch.points += len(env.event.spans)
     else:
         batch.points += 1
 

@@ -188,6 +188,8 @@ class Consumer:
             self._metrics.events.labels("rejected").inc(rejected)
         self._metrics.points_written.inc(plan.points_written)
         self._metrics.points_dropped.inc(plan.points_dropped)
+        self._metrics.spans_written.inc(plan.spans_written)
+        self._metrics.spans_dropped.inc(plan.spans_dropped)
         for w in plan.writes:
             self._metrics.documents_written.labels(w.collection).inc()
 

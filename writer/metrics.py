@@ -14,6 +14,10 @@ class WriterMetrics:
             "genesis_writer_metric_points_duplicate", "Exact duplicate metric points dropped", registry=registry)
         self.documents_written = Counter(
             "genesis_writer_documents_written", "MongoDB documents written", ["collection"], registry=registry)
+        self.spans_written = Counter("genesis_writer_spans_written", "Trace spans stored", registry=registry)
+        self.spans_dropped = Counter(
+            "genesis_writer_spans_dropped", "Trace spans dropped as already stored (re-sent exports, redeliveries)",
+            registry=registry)
         self.dead_letters = Counter("genesis_writer_dead_letters", "Events sent to the dead-letter queue", registry=registry)
         self.store_retries = Counter("genesis_writer_store_retries", "Batch retries after MongoDB errors", registry=registry)
         self.batch_events = Histogram(

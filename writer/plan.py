@@ -28,6 +28,7 @@ from common.errors import INVALID_STATE, RESOURCE_ALREADY_EXISTS, MlflowError
 from common.keys import encode_key
 from common.mongo import ARTIFACTS, EXPERIMENTS, LOGGED_MODELS, METRICS, RUNS
 from writer.registry_plan import RegistryPlanner, RegistryState
+from writer.traces_plan import TracePlanner, TraceState
 from writer.writes import Write
 
 __all__ = ["BatchState", "OpenBucket", "Plan", "Write", "plan_batch", "point_key"]
@@ -58,6 +59,7 @@ class BatchState:
     buckets: dict[tuple[str, str], OpenBucket] = field(default_factory=dict)  # (run_id, encoded key)
     models: dict[str, dict[str, Any]] = field(default_factory=dict)
     registry: RegistryState = field(default_factory=RegistryState)
+    traces: TraceState = field(default_factory=TraceState)
 
 
 @dataclass
@@ -67,6 +69,9 @@ class Plan:
     points_written: int = 0
     points_dropped: int = 0
     assigned: dict[str, int] = field(default_factory=dict)  # event id -> what the writer assigned
+    run_docs: dict[str, dict[str, Any]] = field(default_factory=dict)  # run documents as the plan leaves them
+    spans_written: int = 0
+    spans_dropped: int = 0  # already stored, or twice in the batch
 
 
 @dataclass
@@ -144,6 +149,7 @@ class _Planner:
         self.experiment_writes: list[Write] = []
         self.artifact_writes: list[Write] = []
         self.registry = RegistryPlanner(state.registry)
+        self.traces = TracePlanner(state.traces)
         self.experiments = {k: copy.deepcopy(d) for k, d in state.experiments.items()}
         self.names = dict(state.experiment_names)
         self.points_written = 0
@@ -510,6 +516,7 @@ class _Planner:
             write = model.write(LOGGED_MODELS, {"_id": model_id})
             if write is not None:
                 out.append(write)
+        out.extend(self.traces.writes())
         return out
 
 
@@ -533,6 +540,8 @@ def plan_batch(envelopes: list[ev.Envelope], state: BatchState, bucket_size: int
                 planner.apply_artifact(event)  # type: ignore[arg-type]
             elif isinstance(event, ev.REGISTRY_EVENTS):
                 planner.registry.apply(event, env.id)  # type: ignore[arg-type]
+            elif isinstance(event, ev.TRACE_EVENTS):
+                planner.traces.apply(event, env.id)  # type: ignore[arg-type]
             else:
                 planner.apply_run(event)  # type: ignore[arg-type]
             outcomes[env.id] = None
@@ -542,7 +551,9 @@ def plan_batch(envelopes: list[ev.Envelope], state: BatchState, bucket_size: int
     # Bucket pushes first, so a run document never announces points that are not stored yet;
     # then experiment and registry writes (and run cascades) in event order; then one write per run.
     writes.sort(key=lambda w: 0 if w.collection == METRICS else 1 if w.event_id is not None else 2)
-    return Plan(writes, outcomes, planner.points_written, planner.points_dropped, planner.registry.assigned)
+    return Plan(writes, outcomes, planner.points_written, planner.points_dropped, planner.registry.assigned,
+                run_docs={run_id: work.doc for run_id, work in planner.runs.items()},
+                spans_written=planner.traces.spans_written, spans_dropped=planner.traces.spans_dropped)
 
 
 def _experiment_exists(name: str) -> str:

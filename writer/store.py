@@ -23,7 +23,17 @@ from pymongo.errors import (
 from common import events as ev
 from common.errors import RESOURCE_ALREADY_EXISTS, MlflowError
 from common.keys import encode_key
-from common.mongo import ARTIFACTS, EXPERIMENTS, LOGGED_MODELS, METRICS, MODEL_VERSIONS, REGISTERED_MODELS, RUNS
+from common.mongo import (
+    ARTIFACTS,
+    EXPERIMENTS,
+    LOGGED_MODELS,
+    METRICS,
+    MODEL_VERSIONS,
+    REGISTERED_MODELS,
+    RUNS,
+    TRACE_SPANS,
+    TRACES,
+)
 from writer.plan import BatchState, OpenBucket, Plan, Write, point_key
 
 log = logging.getLogger(__name__)
@@ -49,6 +59,7 @@ class _Keys:
     model_ids: set[str] = field(default_factory=set)
     registry_keys: set[str] = field(default_factory=set)
     registry_names: set[str] = field(default_factory=set)
+    trace_ids: set[str] = field(default_factory=set)
     metric_times: dict[tuple[str, str], tuple[int, int]] = field(default_factory=dict)
 
 
@@ -60,6 +71,10 @@ def _batch_keys(envelopes: list[ev.Envelope]) -> _Keys:
         e = env.event
         if isinstance(e, ev.ARTIFACT_EVENTS):
             continue  # metadata upserts need no prior state
+        if isinstance(e, ev.TRACE_EVENTS):
+            if not isinstance(e, (ev.TracesDeleted, ev.TracesLinkedToRun)):
+                keys.trace_ids.add(e.trace_id)
+            continue
         if isinstance(e, ev.REGISTRY_EVENTS):
             keys.registry_keys.add(e.model_key)
             keys.registry_names.add(e.name)
@@ -112,6 +127,15 @@ async def load_state(db: AsyncDatabase, envelopes: list[ev.Envelope], *, conserv
             await _load_buckets(db, state, metric_times, conservative)
         if keys.registry_keys:
             await _load_registry(db, state, keys)
+        if keys.trace_ids:
+            async for doc in db[TRACES].find({"_id": {"$in": list(keys.trace_ids)}}):
+                state.traces.traces[doc["_id"]] = doc
+            # the span ids stored so far (in the buckets: a trace document stays small however
+            # many spans its trace has), for the traces that have spans
+            with_spans = [t for t, d in state.traces.traces.items() if (d.get("sp") or {}).get("n")]
+            if with_spans:
+                async for bucket in db[TRACE_SPANS].find({"trace_id": {"$in": with_spans}}, {"trace_id": 1, "ids": 1}):
+                    state.traces.span_ids.setdefault(bucket["trace_id"], set()).update(bucket.get("ids") or ())
     except TRANSIENT as exc:
         raise StoreUnavailable(str(exc)) from exc
     return state
@@ -202,7 +226,7 @@ def _to_op(w: Write) -> UpdateOne | ReplaceOne | UpdateMany | DeleteMany | Inser
         return ReplaceOne(w.filter, w.replacement, upsert=True)
     if w.many:
         return UpdateMany(w.filter, w.update)
-    return UpdateOne(w.filter, w.update, upsert=w.collection == METRICS)
+    return UpdateOne(w.filter, w.update, upsert=w.upsert or w.collection == METRICS)
 
 
 async def apply_plan(db: AsyncDatabase, plan: Plan) -> None:

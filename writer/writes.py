@@ -21,3 +21,4 @@ class Write:
     on_duplicate: str | None = None  # that event's error when a unique index refuses this write
     # A duplicate-key error means an earlier attempt at this batch already applied the write.
     already_applied_if_duplicate: bool = False
+    upsert: bool = False  # an update that creates the document when missing

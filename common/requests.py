@@ -29,6 +29,8 @@ def parse_json_body(raw: bytes) -> dict[str, Any]:
             body = _json.decode(body)
     except msgspec.DecodeError:
         return {}
+    except RecursionError:  # nesting deeper than the decoder's stack: hostile, not a crash
+        raise MlflowError.invalid("Malformed request body: JSON nested too deeply.") from None
     if not isinstance(body, dict):
         raise MlflowError.invalid(f"Malformed request body: expected a JSON object, got {type(body).__name__}.")
     return body

@@ -47,6 +47,18 @@ class Settings(msgspec.Struct, kw_only=True):
     run_cache_ttl_s: float = 2.0
     max_artifact_bytes: int = 20 * 1024**3
     max_concurrent_uploads: int = 64
+    # --- security (common/auth, common/ratelimit.py, common/browser_policy.py) ---
+    auth: Literal["none", "basic"] = "none"
+    auth_default_permission: Literal["NO_PERMISSIONS", "READ", "USE", "EDIT", "MANAGE"] = "READ"
+    auth_admin_username: str = "admin"  # the first admin (MLflow's variables), created when no such user exists
+    auth_admin_password: str = ""  # a secret: Settings are never logged
+    auth_cache_ttl_s: float = 10.0  # verified credentials and permission grants are reused this long
+    rate_limit_writes: str = ""  # "<requests per second>[/<burst>]" per identity; empty: no limit
+    rate_limit_search: str = ""
+    rate_limit_artifacts: str = ""
+    allowed_hosts: str = ""  # MLFLOW_SERVER_ALLOWED_HOSTS, comma separated; empty: any Host
+    cors_allowed_origins: str = ""  # MLFLOW_SERVER_CORS_ALLOWED_ORIGINS, comma separated
+    x_frame_options: str = "SAMEORIGIN"  # MLFLOW_SERVER_X_FRAME_OPTIONS; NONE drops the header
     # --- process ---
     instance_id: str = ""
     log_level: str = "INFO"
@@ -92,6 +104,17 @@ _ENV: dict[str, tuple[str, ...]] = {
     "max_concurrent_uploads": ("GENESIS_FLOW_MAX_CONCURRENT_UPLOADS",),
     "instance_id": ("GENESIS_FLOW_INSTANCE_ID",),
     "log_level": ("GENESIS_FLOW_LOG_LEVEL",),
+    "auth": ("GENESIS_FLOW_AUTH",),
+    "auth_default_permission": ("GENESIS_FLOW_AUTH_DEFAULT_PERMISSION",),
+    "auth_admin_username": ("MLFLOW_AUTH_ADMIN_USERNAME",),
+    "auth_admin_password": ("MLFLOW_AUTH_ADMIN_PASSWORD",),
+    "auth_cache_ttl_s": ("GENESIS_FLOW_AUTH_CACHE_TTL_S",),
+    "rate_limit_writes": ("GENESIS_FLOW_RATE_LIMIT_WRITES",),
+    "rate_limit_search": ("GENESIS_FLOW_RATE_LIMIT_SEARCH",),
+    "rate_limit_artifacts": ("GENESIS_FLOW_RATE_LIMIT_ARTIFACTS",),
+    "allowed_hosts": ("MLFLOW_SERVER_ALLOWED_HOSTS",),
+    "cors_allowed_origins": ("MLFLOW_SERVER_CORS_ALLOWED_ORIGINS",),
+    "x_frame_options": ("MLFLOW_SERVER_X_FRAME_OPTIONS",),
 }
 
 

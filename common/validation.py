@@ -216,7 +216,7 @@ def validate_metric(key: Any, value: Any, timestamp: Any, step: Any, path: str =
                 f"(timestamp={timestamp}). Please specify value as a valid double (64-bit floating point)",
             )
         )
-    if not isinstance(timestamp, (int, float)) or timestamp < 0:
+    if not isinstance(timestamp, (int, float)) or not 0 <= timestamp < 2**63:  # int64, as the proto's
         raise MlflowError.invalid(
             invalid_value(
                 _json_path(path, "timestamp"),
@@ -224,7 +224,7 @@ def validate_metric(key: Any, value: Any, timestamp: Any, step: Any, path: str =
                 f"metric '{key}' (value={value}). Timestamp must be a nonnegative long (64-bit integer) ",
             )
         )
-    if not isinstance(step, (int, float)):
+    if not isinstance(step, (int, float)) or not -(2**63) <= step < 2**63:
         raise MlflowError.invalid(
             invalid_value(
                 _json_path(path, "step"),

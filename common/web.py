@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -80,6 +81,9 @@ def mlflow_middleware(metrics: HttpMetrics):
             response = error_response(err)
         except web.HTTPNotFound:
             response = web.Response(status=404)  # the client reads a bare 404 as "endpoint not found"
+        except web.HTTPRequestEntityTooLarge as exc:  # a body over client_max_size: MLflow's error JSON
+            response = error_response(MlflowError.invalid(exc.text or "Request body too large."))
+            response.set_status(413)
         except web.HTTPException as exc:
             response = web.Response(status=exc.status, text=exc.text, headers=exc.headers)
         except (asyncio.CancelledError, ConnectionResetError):
@@ -105,6 +109,15 @@ def mlflow_middleware(metrics: HttpMetrics):
 
 
 Probes = dict[str, Callable[[], Awaitable[Any]]]
+
+# user:password@ in URIs, and the key fields of Azure connection strings
+_SECRETS = re.compile(r"(?P<scheme>[a-zA-Z][\w+.-]*://)[^/@\s]+@|(?P<field>(?:AccountKey|SharedAccessSignature|"
+                      r"password|pwd)=)[^;&\s]+", re.IGNORECASE)
+
+
+def redact_secrets(text: str) -> str:
+    """Credentials out of a dependency's error message before /ready shows it."""
+    return _SECRETS.sub(lambda m: f"{m['scheme']}***@" if m["scheme"] else f"{m['field']}***", text)
 
 
 def tier_app(tier: str, registry: CollectorRegistry, *, client_max_size: int = 1024**2) -> web.Application:
@@ -143,7 +156,7 @@ async def run_checks(checks: dict[str, Callable[[], Awaitable[Any]]], timeout: f
             await asyncio.wait_for(probe(), timeout)
             return "ok"
         except Exception as exc:  # a failing dependency is a status, not an error
-            return f"{type(exc).__name__}: {exc}"[:200]
+            return redact_secrets(f"{type(exc).__name__}: {exc}")[:200]
 
     results = await asyncio.gather(*(one(p) for p in checks.values()))
     return dict(zip(checks.keys(), results))

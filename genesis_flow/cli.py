@@ -29,6 +29,12 @@ def _add_server_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--port", type=int, default=None, help="port (GENESIS_FLOW_PORT)")
     p.add_argument("--mongodb-uri", default=None, help="GENESIS_FLOW_MONGODB_URI")
     p.add_argument("--mongodb-db", default=None, help="GENESIS_FLOW_MONGODB_DB")
+    _add_auth_flag(p)
+
+
+def _add_auth_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--auth", action="store_const", const="basic", default=None,
+                   help="require credentials and enforce permissions (GENESIS_FLOW_AUTH=basic)")
 
 
 def _add_queue_flags(p: argparse.ArgumentParser) -> None:
@@ -65,6 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default=None, help="bind address (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=None, help="port (default 5000)")
     p.add_argument("--data-dir", default="./genesis-data", help="embedded database and artifacts")
+    _add_auth_flag(p)
 
     p = sub.add_parser("init-db", help="create indexes and the Default experiment; shard on a mongos")
     p.add_argument("--mongodb-uri", default=None)

@@ -10,6 +10,7 @@ from prometheus_client import CollectorRegistry
 from pymongo.asynchronous.database import AsyncDatabase
 
 from common.artifacts import ArtifactStore
+from common.auth import install_security
 from common.mongo import ensure_default_experiment
 from common.settings import Settings
 from common.transport import IngestTransport
@@ -39,6 +40,7 @@ class IngestDeps:
 
 def install(app: web.Application, settings: Settings, deps: IngestDeps) -> Probes:
     """Add ingest's routes and lifecycle to `app`; return its readiness probes."""
+    install_security(app, settings, deps.db)
     metrics = IngestMetrics(deps.registry)
     bus = EventBus(settings, deps.transport, metrics)
     metrics.down.labels("queue").set_function(bus.queue_outage.down_for)

@@ -11,6 +11,7 @@ from prometheus_client import CollectorRegistry
 from pymongo.asynchronous.database import AsyncDatabase
 
 from common.artifacts import ArtifactStore
+from common.auth import install_security
 from common.settings import Settings
 from common.web import Probes, add_ops_routes, tier_app
 from query.artifacts import add_artifact_routes
@@ -33,6 +34,7 @@ class QueryDeps:
 def install(app: web.Application, settings: Settings, deps: QueryDeps) -> Probes:
     """Add the read routes to `app`; return the readiness probes. The tier only reads (init-db
     and ingest create the Default experiment and the indexes)."""
+    install_security(app, settings, deps.db)
     add_routes(app, deps.db)
     for method, path, handler in registry_routes(deps.db):
         for prefix in PREFIXES:

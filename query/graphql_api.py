@@ -331,7 +331,7 @@ class GraphQLRequest:
 def parse_request(raw: bytes) -> GraphQLRequest:
     try:
         body = _json.decode(raw) if raw.strip() else None
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, RecursionError):
         body = None
     if not isinstance(body, dict):
         raise MlflowError.invalid("A GraphQL request is a JSON object with a 'query' string (one operation per "

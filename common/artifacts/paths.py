@@ -75,7 +75,8 @@ def _decode(path: str) -> str:
 
 
 def _bad_char(ch: str) -> bool:
-    return ch in "#\\" or unicodedata.category(ch) in ("Cc", "Cs")
+    # U+FFFD: a byte sequence that was not UTF-8 (e.g. an overlong "%c0%ae" dot), never a real name
+    return ch in "#\\\ufffd" or unicodedata.category(ch) in ("Cc", "Cs")
 
 
 def _check_segment(segment: str) -> None:

@@ -425,7 +425,9 @@ def test_config_and_secret_carry_readme_configuration_table(rendered):
     known = {env for names in SETTINGS_ENV.values() for env in names}
     assert set(config) | set(secret) <= known, "a name common/settings.py does not read"
     assert not set(config) & not_shared
-    assert set(secret) == {"GENESIS_FLOW_MONGODB_URI", "GENESIS_FLOW_AMQP_URL", "AZURE_STORAGE_CONNECTION_STRING"}
+    assert set(secret) == {"GENESIS_FLOW_MONGODB_URI", "GENESIS_FLOW_AMQP_URL", "AZURE_STORAGE_CONNECTION_STRING",
+                           "MLFLOW_AUTH_ADMIN_USERNAME", "MLFLOW_AUTH_ADMIN_PASSWORD"}
+    assert config["GENESIS_FLOW_AUTH"] == "basic"  # on in Kubernetes (off only in a laptop's standalone)
     if name == "overlays/production":
         assert ("Secret", "genesis-flow-secrets") not in objects, "production Secrets are created out of band"
         assert config["MLFLOW_STRICT_INPUT_VALIDATION"] == "true"

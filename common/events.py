@@ -56,6 +56,7 @@ class ExperimentCreated(msgspec.Struct, tag=True):
     artifact_location: str
     creation_time: int
     tags: list[Tag] = []
+    last_update_time: int | None = None  # an import's (default: the creation time)
 
 
 class ExperimentRenamed(msgspec.Struct, tag=True):

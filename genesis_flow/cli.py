@@ -105,6 +105,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mongodb-uri", default=None)
     p.add_argument("--mongodb-db", default=None)
     p.add_argument("--artifact-root", default=None, help="GENESIS_FLOW_ARTIFACT_ROOT")
+
+    from genesis_flow.migrate.main import add_flags as add_migrate_flags
+
+    add_migrate_flags(sub.add_parser("migrate", help="copy an MLflow tracking store (file, SQL, server) into "
+                                                     "Genesis-Flow; --analyze-only reports first"))
     return parser
 
 
@@ -223,6 +228,10 @@ async def run_init_db(settings: Settings) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     command = args.command
+    if command == "migrate":  # a client of the tiers: no server settings
+        from genesis_flow.migrate.main import run_args
+
+        return run_args(args)
     settings = _settings(command, args)
     _configure_logging(settings, command)
     if command == "ingest":

@@ -17,6 +17,7 @@ from common.transport import IngestTransport
 from common.web import Probes, add_ops_routes, tier_app
 from ingest.artifacts import ArtifactService, add_artifact_routes
 from ingest.bus import EventBus, ack_header_middleware
+from ingest.imports import ImportService, import_routes
 from ingest.lookups import Lookups
 from ingest.metrics import IngestMetrics
 from ingest.models import LoggedModelService
@@ -57,6 +58,8 @@ def install(app: web.Application, settings: Settings, deps: IngestDeps) -> Probe
     for method, path, handler in trace_routes(traces):
         app.router.add_route(method, path, handler)
     for method, path, handler in ui_api_routes(deps.db, service, artifacts):
+        app.router.add_route(method, path, handler)
+    for method, path, handler in import_routes(ImportService(deps.db, bus, lookups)):
         app.router.add_route(method, path, handler)
     add_artifact_routes(app, artifacts)
 

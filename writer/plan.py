@@ -208,6 +208,8 @@ class _Planner:
                 experiment_id=e.experiment_id, name=e.name, artifact_location=e.artifact_location,
                 creation_time=e.creation_time, tags=[(t.key, t.value) for t in e.tags],
             )
+            if e.last_update_time is not None:
+                doc["last_update_time"] = e.last_update_time
             self.experiments[e.experiment_id] = doc
             self.names[e.name] = e.experiment_id
             self.experiment_writes.append(Write(EXPERIMENTS, {"_id": e.experiment_id}, replacement=doc, event_id=event_id,

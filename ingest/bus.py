@@ -128,7 +128,8 @@ class EventBus:
         async with self._slots:
             event_id = uuid.uuid4().hex
             key = ev.partition_key(event)
-            waiting = ack == "committed"
+            # Standalone's queue is memory, no write-ahead log: there, only a commit is an ack.
+            waiting = ack == "committed" or not self._transport.durable
             env = ev.Envelope(
                 id=event_id, partition_key=key, published_at=now_ms(), event=event,
                 reply_to=self._transport.reply_to if waiting else None, trace=inject_context(),

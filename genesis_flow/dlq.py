@@ -63,6 +63,10 @@ async def _list(queue: aio_pika.abc.AbstractQueue, limit: int) -> int:
 
 
 async def _replay(channel: aio_pika.abc.AbstractChannel, queue: aio_pika.abc.AbstractQueue, limit: int | None) -> int:
+    # Only what is dead-lettered now: an event that fails again comes back to this queue while we
+    # run (a fast writer within milliseconds) and must not be replayed over and over.
+    waiting = (await channel.declare_queue(queue.name, passive=True)).declaration_result.message_count
+    limit = waiting if limit is None else min(limit, waiting)
     replayed = 0
     while limit is None or replayed < limit:
         message = await queue.get(no_ack=False, fail=False)

@@ -5,7 +5,8 @@ store loaded (run and experiment documents, open metric buckets), decides each e
 (committed, or rejected with an MLflow error) and returns one write per touched document:
 
 * one update per run (all params, tags, latest metrics and lifecycle changes of the batch merged),
-* one `$push` per metric bucket that receives points,
+* one `$push` per stored metric bucket that receives points, one insert per bucket the batch opens
+  (an event with many points of a key opens a new one: see `SEAL_AT`),
 * experiment writes one by one (they are rare and carry the unique-name check).
 
 Applying a plan is idempotent, which is what makes redelivery harmless: values are assignments,
@@ -17,7 +18,6 @@ from __future__ import annotations
 
 import copy
 import re
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,6 +35,11 @@ __all__ = ["BatchState", "OpenBucket", "Plan", "Write", "plan_batch", "point_key
 
 RUN_NAME_TAG = "mlflow.runName"
 WRITE_TOKENS_KEPT = 16  # per bucket: the last batches whose push it holds
+# An event bringing at least this many points of one key to a stored, partly filled bucket starts
+# a new bucket (a plain insert) instead of appending to the stored one: appending to a stored array
+# makes the server rewrite the whole document, 4-5x the cost of inserting the points (10 keys x 100
+# points: 8.5 ms as pushes, 1.7-2.2 ms as inserts on secantusd-rs). Buckets stay at least this big.
+SEAL_AT = 64
 
 Point = list[Any]  # [step, timestamp, value-or-None-for-NaN] (+ {extras} when the metric had them)
 PointKey = tuple[int, int, float | None]
@@ -441,8 +446,11 @@ class _Planner:
             self.buckets[key] = work
         return work
 
-    def _log_metrics(self, work: _DocWork, run_id: str, metrics: Iterable[ev.Metric]) -> None:
+    def _log_metrics(self, work: _DocWork, run_id: str, metrics: list[ev.Metric]) -> None:
         latest = work.doc.setdefault("metrics", {})
+        per_key: dict[str, int] = {}
+        for m in metrics:
+            per_key[m.key] = per_key.get(m.key, 0) + 1
         for m in metrics:
             enc = encode_key(m.key)
             point, stored, is_nan = to_point(m)
@@ -454,7 +462,9 @@ class _Planner:
                 self.points_dropped += 1
                 continue
             bucket.seen.add(pk)
-            if bucket.count >= self.bucket_size:
+            if bucket.count >= self.bucket_size or (
+                    per_key[m.key] >= SEAL_AT and bucket.seq == bucket.first_seq and bucket.count > 0
+                    and not bucket.pending):  # the stored bucket, nothing appended to it yet
                 # Time bounds decide when the store must read stored points to find duplicates
                 # of late-arriving ones (a duplicate has the same timestamp).
                 bucket.closed_t_max = max(bucket.closed_t_max, bucket.open_t_max)

@@ -7,7 +7,7 @@ import math
 from common import events as ev
 from common.documents import new_experiment_document, new_run_document
 from common.mongo import EXPERIMENTS, METRICS, RUNS
-from writer.plan import BatchState, OpenBucket, plan_batch
+from writer.plan import SEAL_AT, BatchState, OpenBucket, plan_batch
 
 RUN = "a" * 32
 
@@ -64,6 +64,29 @@ def test_open_bucket_fill_continues_from_stored_count() -> None:
     writes = {w.filter["_id"]: w for w in plan.writes if w.collection == METRICS}
     assert len(writes[f"{RUN}:m:3"].update["$push"]["p"]["$each"]) == 2
     assert writes[f"{RUN}:m:4"].insert and writes[f"{RUN}:m:4"].replacement["p"] == [[2, 2, 1.0], [3, 3, 1.0], [4, 4, 1.0]]
+
+
+def test_a_large_append_to_a_stored_bucket_opens_a_new_bucket_instead_of_pushing() -> None:
+    state = state_with_run()
+    state.buckets[(RUN, "m")] = OpenBucket(seq=3, count=100, open_t_max=99, closed_t_max=50)
+    points = [metric(i, 1.0, ts=100 + i) for i in range(SEAL_AT)]
+    plan = plan_batch([env(ev.RunDataLogged(RUN, metrics=points))], state, 1000)
+    [write] = [w for w in plan.writes if w.collection == METRICS]
+    assert write.insert and write.filter["_id"] == f"{RUN}:m:4" and write.replacement["n"] == SEAL_AT
+    mb = run_write(plan)["$set"]["mb.m"]
+    assert (mb["seq"], mb["n"], mb["tc"], mb["to"]) == (4, SEAL_AT, 99, 100 + SEAL_AT - 1)
+
+
+def test_a_small_append_or_a_fresh_key_still_fills_the_open_bucket() -> None:
+    state = state_with_run()
+    state.buckets[(RUN, "m")] = OpenBucket(seq=3, count=100)
+    few = [metric(i, 1.0, ts=100 + i) for i in range(SEAL_AT - 1)]
+    fresh = [metric(i, 1.0, ts=i, key="fresh") for i in range(500)]
+    plan = plan_batch([env(ev.RunDataLogged(RUN, metrics=few + fresh))], state, 1000)
+    writes = {w.filter["_id"]: w for w in plan.writes if w.collection == METRICS}
+    assert set(writes) == {f"{RUN}:m:3", f"{RUN}:fresh:0"}
+    assert len(writes[f"{RUN}:m:3"].update["$push"]["p"]["$each"]) == SEAL_AT - 1
+    assert len(writes[f"{RUN}:fresh:0"].update["$push"]["p"]["$each"]) == 500
 
 
 def test_exact_duplicates_are_dropped_against_stored_and_batch_points() -> None:

@@ -40,8 +40,13 @@ class Settings(msgspec.Struct, kw_only=True):
     prefetch: int = 4000
     batch_max_events: int = 4000
     batch_max_points: int = 50_000
-    batch_max_wait_ms: int = 5
+    # Group commit without lingering: a batch is whatever arrived while the previous one was being
+    # written. Waiting for more only added latency (one log-metric client: p50 12.4 ms with 5 ms,
+    # 6.1 ms with 0); under load the batches fill anyway.
+    batch_max_wait_ms: int = 0
     metric_bucket_size: int = 1000
+    # Batches a writer applies at once (never two of one partition): overlapping MongoDB round trips.
+    writer_inflight_batches: int = 4
     writer_rebalance_interval_s: float = 2.0  # 0 turns partition balancing off
     # --- ingest ---
     run_cache_ttl_s: float = 2.0
@@ -98,6 +103,7 @@ _ENV: dict[str, tuple[str, ...]] = {
     "batch_max_points": ("GENESIS_FLOW_BATCH_MAX_POINTS",),
     "batch_max_wait_ms": ("GENESIS_FLOW_BATCH_MAX_WAIT_MS",),
     "metric_bucket_size": ("GENESIS_FLOW_METRIC_BUCKET_SIZE",),
+    "writer_inflight_batches": ("GENESIS_FLOW_WRITER_INFLIGHT_BATCHES",),
     "writer_rebalance_interval_s": ("GENESIS_FLOW_WRITER_REBALANCE_INTERVAL_S",),
     "run_cache_ttl_s": ("GENESIS_FLOW_RUN_CACHE_TTL_S",),
     "max_artifact_bytes": ("GENESIS_FLOW_MAX_ARTIFACT_BYTES",),

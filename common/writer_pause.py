@@ -94,7 +94,8 @@ def _in_force(pause: dict[str, Any] | None, now: dt.datetime) -> bool:
 
 
 class _Watcher:
-    def __init__(self, db: AsyncDatabase, instance_id: str, lock: asyncio.Lock, poll_s: float):
+    def __init__(self, db: AsyncDatabase, instance_id: str, lock: contextlib.AbstractAsyncContextManager[Any],
+                 poll_s: float):
         self._control = db[CONTROL]
         self._id = _writer_doc_id(instance_id)
         self._lock = lock
@@ -158,7 +159,7 @@ class _Watcher:
 
 
 @contextlib.asynccontextmanager
-async def watching(db: AsyncDatabase, instance_id: str, batch_lock: asyncio.Lock, *,
+async def watching(db: AsyncDatabase, instance_id: str, batch_lock: contextlib.AbstractAsyncContextManager[Any], *,
                    poll_s: float = POLL_S) -> AsyncIterator[None]:
     """Let backups pause this writer: for the duration, a task takes `batch_lock` (the lock the
     writer holds while it applies a batch) whenever a pause is in force. Returns once the first

@@ -1,5 +1,10 @@
 """The writer's pipeline: collect -> decode -> load -> plan -> write -> notify -> ack.
 
+Up to `writer_inflight_batches` batches are in this pipeline at once, never two with events of one
+partition (`writer/batcher.py` Scheduler): one batch's MongoDB round trips overlap another's, and
+each partition's events still apply in order, one batch after the other. The run documents a batch
+leaves are kept (`writer/run_cache.py`), so the next batch of a hot run reads none.
+
 Acks go to the broker only after MongoDB accepted the batch, so a crash at any point means
 redelivery, and the idempotent plan makes redelivery harmless (at-least-once delivery,
 exactly-once effect). MongoDB outages stop the pipeline (nothing acked, retried with backoff)
@@ -26,9 +31,11 @@ from common.errors import INTERNAL_ERROR, MlflowError
 from common.settings import Settings
 from common.telemetry import extract_context
 from common.transport import Delivery, WriterTransport
-from writer.batcher import Batch, collect
+from writer.batcher import Batch, Scheduler
+from writer.gate import BatchGate
 from writer.metrics import WriterMetrics
 from writer.plan import plan_batch
+from writer.run_cache import RunCache
 from writer.store import StoreRejected, StoreUnavailable, apply_plan, load_state
 
 log = logging.getLogger(__name__)
@@ -59,8 +66,16 @@ class Consumer:
         self._db = db
         self._transport = transport
         self._metrics = metrics
-        self._inbox: asyncio.Queue[Delivery] = asyncio.Queue()
-        self._applying = asyncio.Lock()  # a batch is applied, or a partition released, never both
+        self._scheduler = Scheduler(max_events=settings.batch_max_events, max_points=settings.batch_max_points,
+                                    max_wait_s=settings.batch_max_wait_ms / 1000)
+        # Batches hold it shared; releasing a partition and a backup's pause hold it exclusively.
+        self._applying = BatchGate()
+        # More batches in flight overlap round trips (latency-bound load); the scheduler forms a batch
+        # only from free partitions, so under heavy load the first takes every partition anyway.
+        self._slots = asyncio.Semaphore(max(1, settings.writer_inflight_batches))
+        self._inflight: set[asyncio.Task[None]] = set()
+        self._failed: BaseException | None = None
+        self._runs = RunCache(settings.run_cache_ttl_s)  # saves the run read of most batches
         self._last_delivery: dict[int, float] = {}
         self.store_healthy = True
         self.batches_committed = 0
@@ -70,7 +85,7 @@ class Consumer:
 
     def on_delivery(self, delivery: Delivery) -> None:
         self._last_delivery[delivery.partition] = time.monotonic()
-        self._inbox.put_nowait(delivery)
+        self._scheduler.put(delivery)
 
     def busy_partitions(self, within_s: float) -> set[int]:
         """Partitions this writer received events from lately: the ones it is active on."""
@@ -84,20 +99,44 @@ class Consumer:
         async with self._applying:
             await self._transport.release(partition)
             self._last_delivery.pop(partition, None)
+            self._runs.clear()  # another writer applies these runs' events from now on
 
     async def start(self) -> None:
         await self._transport.start(self.on_delivery)
 
     async def run_forever(self) -> None:
-        s = self._settings
         # Backups pause the writers between batches (`common/writer_pause.py`): while a pause is
-        # in force, its watcher holds `_applying`, so no batch is half-applied in the dump.
-        async with writer_pause.watching(self._db, s.instance_id, self._applying):
-            while True:
-                batch = await collect(self._inbox, max_events=s.batch_max_events, max_points=s.batch_max_points,
-                                      max_wait_s=s.batch_max_wait_ms / 1000)
-                async with self._applying:
-                    await self.process(batch.without_stale())
+        # in force, its watcher holds `_applying` exclusively, so no batch is half-applied in the dump.
+        try:
+            async with writer_pause.watching(self._db, self._settings.instance_id, self._applying):
+                while True:
+                    await self._slots.acquire()
+                    if self._failed is not None:
+                        raise self._failed
+                    batch, partitions = await self._scheduler.next_batch()
+                    task = asyncio.create_task(self._apply(batch, partitions))
+                    self._inflight.add(task)
+                    task.add_done_callback(self._finished)
+        finally:
+            for task in list(self._inflight):
+                task.cancel()
+
+    async def _apply(self, batch: Batch, partitions: set[int]) -> None:
+        try:
+            async with self._applying.shared():
+                await self.process(batch.without_stale())
+            # Only now may the partitions' next events go: after a failure they stay busy, so
+            # nothing overtakes the unapplied batch before the process stops.
+            self._scheduler.done(partitions)
+        finally:
+            self._slots.release()
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        self._inflight.discard(task)
+        if not task.cancelled() and task.exception() is not None and self._failed is None:
+            # Nothing of the batch was acked: the broker redelivers it. Stop like before, at once.
+            self._failed = task.exception()
+            self._scheduler.abort(self._failed)
 
     async def process(self, batch: Batch) -> None:
         for delivery, reason in batch.poison:
@@ -143,10 +182,15 @@ class Consumer:
         refusals = 0
         while True:
             try:
-                state = await load_state(self._db, envelopes, conservative=conservative)
+                state = await load_state(self._db, envelopes, conservative=conservative, cached_runs=self._runs)
                 plan = plan_batch(envelopes, state, self._settings.metric_bucket_size, token)
                 await apply_plan(self._db, plan)
+                self._runs.put(plan.run_docs)
+                for env in envelopes:  # their runs' lifecycle changed under our cached documents
+                    if isinstance(env.event, (ev.ExperimentDeleted, ev.ExperimentRestored)):
+                        self._runs.forget_experiment(env.event.experiment_id)
             except StoreUnavailable as exc:
+                self._runs.clear()  # part of the batch may be stored: cached documents may be behind
                 self._set_store_health(False)
                 self._metrics.store_retries.inc()
                 log.warning("MongoDB unavailable, retrying batch of %d in %.1fs: %s", len(envelopes), backoff, exc)
@@ -155,6 +199,7 @@ class Consumer:
                 backoff = min(backoff * 2, 5.0)
                 continue
             except (StoreRejected, Exception) as exc:  # noqa: BLE001 - isolate whatever refuses to apply
+                self._runs.clear()
                 if len(items) == 1:
                     refusals += 1
                     if refusals < POISON_ATTEMPTS:  # an unlisted transient error must not cost an event

@@ -35,6 +35,7 @@ from common.mongo import (
     TRACES,
 )
 from writer.plan import BatchState, OpenBucket, Plan, Write, point_key
+from writer.run_cache import RunCache
 
 log = logging.getLogger(__name__)
 
@@ -106,8 +107,10 @@ def _batch_keys(envelopes: list[ev.Envelope]) -> _Keys:
     return keys
 
 
-async def load_state(db: AsyncDatabase, envelopes: list[ev.Envelope], *, conservative: bool = False) -> BatchState:
-    """Everything `plan_batch` needs: a handful of indexed queries per batch, whatever its size."""
+async def load_state(db: AsyncDatabase, envelopes: list[ev.Envelope], *, conservative: bool = False,
+                     cached_runs: RunCache | None = None) -> BatchState:
+    """Everything `plan_batch` needs: a handful of indexed queries per batch, whatever its size.
+    Run documents come from `cached_runs` when it has them fresh (not when `conservative`)."""
     keys = _batch_keys(envelopes)
     run_ids, exp_ids, names, metric_times = keys.run_ids, keys.exp_ids, keys.names, keys.metric_times
     state = BatchState()
@@ -115,8 +118,10 @@ async def load_state(db: AsyncDatabase, envelopes: list[ev.Envelope], *, conserv
         if keys.model_ids:
             async for doc in db[LOGGED_MODELS].find({"_id": {"$in": list(keys.model_ids)}}):
                 state.models[doc["_id"]] = doc
-        if run_ids:
-            async for doc in db[RUNS].find({"_id": {"$in": list(run_ids)}}):
+        if cached_runs is not None and not conservative:
+            state.runs.update(cached_runs.fresh(run_ids))
+        if missing := run_ids - state.runs.keys():
+            async for doc in db[RUNS].find({"_id": {"$in": list(missing)}}):
                 state.runs[doc["_id"]] = doc
         for query in ({"_id": {"$in": list(exp_ids)}}, {"name": {"$in": list(names)}}):
             if next(iter(query.values()))["$in"]:

@@ -15,7 +15,7 @@ from query import requests as rq
 from query.filters import parse_experiment_id, parse_run_filter, parse_run_order_by
 from query.paging import decode_token, fingerprint
 from query.search import SearchPlan, fetch_page
-from query.translate import run_filter, run_sort_plan
+from query.translate import metrics_present, run_filter, run_sort_plan
 
 # The writer's bucket bookkeeping: never part of a response.
 WRITER_ONLY_FIELDS = ("mb",)
@@ -34,7 +34,7 @@ def plan_run_search(req: rq.SearchRuns) -> SearchPlan | None:
     experiment_ids = sorted({parse_experiment_id(str(e)) for e in req.experiment_ids})
     stages = rq.view_stages(req.run_view_type)
     clauses = parse_run_filter(req.filter)
-    sort = run_sort_plan(parse_run_order_by(req.order_by))
+    sort = run_sort_plan(parse_run_order_by(req.order_by), metrics_present(clauses))
     search = fingerprint("runs", experiment_ids, req.filter or "", req.order_by, stages)
     cursor = decode_token(req.page_token, search, len(sort.keys))
     if not experiment_ids:

@@ -199,13 +199,26 @@ def _metric_sort_fields(key: str) -> tuple[dict[str, Any], dict[str, Any]]:
     return flag, {"$cond": [is_nan, None, value]}
 
 
-def run_sort_plan(terms: list[OrderTerm]) -> SortPlan:
+def metrics_present(clauses: list[Clause]) -> frozenset[str]:
+    """Metric keys every matching run has, with a real (not NaN) value: those a comparison other
+    than `!=` names (`_metric_clause` requires the value and excludes NaN; clauses are ANDed)."""
+    return frozenset(c.key for c in clauses if c.kind == METRIC and c.comparator in ("=", "<", "<=", ">", ">="))
+
+
+def run_sort_plan(terms: list[OrderTerm], present: frozenset[str] = frozenset()) -> SortPlan:
+    """`present`: metric keys the filter guarantees (`metrics_present`). Ordering by one of them
+    needs no computed missing/NaN flag (it would be 0 on every row), so the stored value sorts
+    and the search stays a plain `find`: about half the time of the aggregation on large
+    experiments, in the same order."""
     computed: dict[str, Any] = {}
     keys: list[SortKey] = []
     for i, term in enumerate(terms):
         if term.kind == ATTRIBUTE and term.key in ("start_time", "run_id"):
             # always set: sort the stored field, so an index can serve it
             keys.append(SortKey(RUN_ATTRIBUTE_FIELDS[term.key], term.ascending, nullable=False))
+            continue
+        if term.kind == METRIC and term.key in present:
+            keys.append(SortKey(f"{entity_path(METRIC, term.key)}.v", term.ascending, nullable=False))
             continue
         flag_field, value_field = f"_o{i}f", f"_o{i}v"
         if term.kind == METRIC:

@@ -27,7 +27,7 @@ from query.filters import (
 )
 from query.paging import after_condition, decode_token, encode_token, fingerprint
 from query.runs import plan_run_search
-from query.translate import SortKey, like_regex, run_filter, run_sort_plan
+from query.translate import SortKey, like_regex, metrics_present, run_filter, run_sort_plan
 
 # --- grammar: agreement with MLflow's parser -----------------------------------------------------
 
@@ -372,6 +372,17 @@ def test_metric_order_flags_nan_and_missing_last() -> None:
     assert plan.mongo_sort() == {"_o0f": 1, "_o0v": -1, "start_time": -1, "_id": 1}
     # user order on start_time replaces the default tie-breaker and uses the stored field
     assert run_sort_plan(parse_run_order_by(["attributes.start_time ASC"])).mongo_sort() == {"start_time": 1, "_id": 1}
+
+
+def test_metric_order_sorts_the_stored_value_when_the_filter_guarantees_it() -> None:
+    clauses = parse_run_filter("metrics.rmse < 0.5 and metrics.mae != 1 and params.model = 'tree'")
+    assert metrics_present(clauses) == {"rmse"}  # `!=` matches NaN and keeps runs without a value out
+    plan = run_sort_plan(parse_run_order_by(["metrics.rmse DESC", "metrics.mae ASC"]), metrics_present(clauses))
+    assert set(plan.computed) == {"_o1f", "_o1v"}  # mae still needs its missing/NaN flag
+    assert plan.mongo_sort() == {"metrics.rmse.v": -1, "_o1f": 1, "_o1v": 1, "start_time": -1, "_id": 1}
+    plain = run_sort_plan(parse_run_order_by(["metrics.rmse ASC"]), metrics_present(clauses))
+    assert plain.computed == {}  # a plain find serves it
+    assert plain.mongo_sort() == {"metrics.rmse.v": 1, "start_time": -1, "_id": 1}
 
 
 def test_page_token_round_trip_and_rejections() -> None:

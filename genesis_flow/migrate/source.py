@@ -149,13 +149,18 @@ class Source:
         would otherwise default to ./mlflow.db): point it at the source while they read."""
         from mlflow.tracking._tracking_service import utils as tracking_utils
 
-        previous = tracking_utils._tracking_uri  # exactly as it was, unset included
+        # exactly as it was, unset included (the setter also exports MLFLOW_TRACKING_URI)
+        previous, previous_env = tracking_utils._tracking_uri, os.environ.get("MLFLOW_TRACKING_URI")
         tracking_utils.set_tracking_uri(self.uri)
         try:
             with file_store_allowed():
                 yield
         finally:
             tracking_utils._tracking_uri = previous
+            if previous_env is None:
+                os.environ.pop("MLFLOW_TRACKING_URI", None)
+            else:
+                os.environ["MLFLOW_TRACKING_URI"] = previous_env
 
     def registered_models(self) -> list[Any]:
         out: list[Any] = []

@@ -36,15 +36,25 @@ class Built:
 
 @contextlib.contextmanager
 def tracking(uri: str) -> Iterator[None]:
-    old = mlflow.get_tracking_uri()
-    old_registry = mlflow.get_registry_uri()
+    """Point the stock client's globals at `uri`, and put them back exactly as they were: MLflow's
+    setters also export MLFLOW_TRACKING_URI / MLFLOW_REGISTRY_URI, which would otherwise leak the
+    source store into every later test of the session."""
+    from mlflow.tracking._model_registry import utils as registry_utils
+    from mlflow.tracking._tracking_service import utils as tracking_utils
+
+    saved_globals = (tracking_utils._tracking_uri, registry_utils._registry_uri)
+    saved_env = {name: os.environ.get(name) for name in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")}
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
     try:
         yield
     finally:
-        mlflow.set_tracking_uri(old)
-        mlflow.set_registry_uri(old_registry)
+        tracking_utils._tracking_uri, registry_utils._registry_uri = saved_globals
+        for name, value in saved_env.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def _write(path: Path, data: bytes) -> int:

@@ -138,7 +138,7 @@ class Source:
                 token = page.token
                 if not token:
                     return out
-        except NotImplementedError:
+        except NotImplementedError:  # a store without MLflow 3 logged models: none to copy
             return []
 
     # --- registry ----------------------------------------------------------------------------

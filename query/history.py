@@ -6,9 +6,14 @@ with one query per request:
 
 * get-history orders points by (timestamp, step, value), like the SQL store, which stores NaN as
   value 0 (and is_nan breaks the remaining tie). Buckets arrive in `t0` order and reading stops as
-  soon as no later bucket can hold a point of this page, so a page costs about one page of points,
-  not the whole history. The page token is a keyset cursor (the last point's sort key); the next
-  page only asks for buckets that reach past it (`t1 >= cursor timestamp`).
+  soon as no later bucket can hold a point of this page. The page token is a keyset cursor (the
+  last point's sort key) plus, for an ordered history, the bucket to resume from.
+  When the writer recorded the history as ordered (no point older than a point of an earlier
+  bucket: the run's `mb.<key>.o`), bucket order is time order and buckets are fetched by id,
+  a few at a time from the resume bucket, so a page costs about one page of points. Otherwise one
+  query asks for the buckets that reach past the cursor (`t1 >= cursor timestamp`) in `t0` order,
+  which the MongoDB-wire server here answers by reading all of them: a million points paged
+  25,000 at a time (the stock client) re-read most buckets forty times.
 * bulk-interval samples each run's points like the SQL store's NTILE query: up to `max_results`
   evenly spaced points in (step, timestamp, value) order, always ending with the last one.
 
@@ -27,7 +32,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from common.documents import metric_point
 from common.errors import MlflowError
 from common.keys import encode_key
-from common.mongo import METRICS
+from common.mongo import METRICS, RUNS
 from query import requests as rq
 from query.paging import decode_token, encode_token, fingerprint
 
@@ -35,6 +40,7 @@ Point = list[Any]
 SortKey = tuple[int, int, float, bool]
 
 _API_DOCS = " See the API docs for more information about request parameters."
+BUCKETS_PER_FETCH = 16  # an ordered history's buckets fetched by id per round trip
 
 
 def time_order(p: Point) -> SortKey:
@@ -86,15 +92,17 @@ class PageCollector:
         return self.points[:self.limit], True
 
 
-def _cursor(token: str | None, search: str) -> SortKey | None:
-    values = decode_token(token, search, 4)
+def _cursor(token: str | None, search: str) -> tuple[SortKey | None, int]:
+    """(the last point's sort key, the bucket to resume from or -1) of a page token."""
+    values = decode_token(token, search, (4, 5))
     if values is None:
-        return None
-    t, s, v, nan = values
-    if not (isinstance(t, int) and isinstance(s, int) and isinstance(v, (int, float)) and isinstance(nan, bool)) \
-            or isinstance(t, bool) or isinstance(s, bool) or isinstance(v, bool):
+        return None, -1
+    t, s, v, nan, *rest = values
+    resume = rest[0] if rest else -1
+    if not (isinstance(t, int) and isinstance(s, int) and isinstance(v, (int, float)) and isinstance(nan, bool)
+            and isinstance(resume, int)) or any(isinstance(x, bool) for x in (t, s, v, resume)):
         raise MlflowError.invalid("Invalid page token: not a token issued by this server")
-    return (t, s, float(v), nan)
+    return (t, s, float(v), nan), resume
 
 
 def _check_page_size(max_results: int | None) -> None:
@@ -108,11 +116,33 @@ async def get_metric_history(db: AsyncDatabase, req: rq.GetMetricHistory) -> dic
     run_id, key = req.id, req.metric_key or ""
     _check_page_size(req.max_results)
     search = fingerprint("history", run_id, key)
-    after = _cursor(req.page_token, search)
-    query: dict[str, Any] = {"run_id": run_id, "key": encode_key(key)}
+    after, resume = _cursor(req.page_token, search)
+    enc = encode_key(key)
+    collector = PageCollector(after, req.max_results)
+    run = await db[RUNS].find_one({"_id": run_id}, {f"mb.{enc}": 1})
+    recorded = ((run or {}).get("mb") or {}).get(enc) or {}
+    read: list[tuple[int, int]] = []  # (seq, t1) of the buckets read, ordered histories only
+    if recorded.get("o"):
+        read = await _read_by_bucket(db, run_id, enc, int(recorded.get("seq", 0)), max(resume, 0), collector)
+    else:
+        await _read_by_time(db, run_id, enc, after, collector)
+    points, more = collector.page()
+    out: dict[str, Any] = {}
+    if points:
+        out["metrics"] = [metric_point(key, p) for p in points]
+    if more:
+        last_t = points[-1][1]
+        # the first bucket that can hold a point after the cursor (earlier ones end before it)
+        resume = min((seq for seq, t1 in read if t1 >= last_t), default=-1)
+        out["next_page_token"] = encode_token(search, [*time_order(points[-1]), resume])
+    return out
+
+
+async def _read_by_time(db: AsyncDatabase, run_id: str, enc: str, after: SortKey | None,
+                        collector: PageCollector) -> None:
+    query: dict[str, Any] = {"run_id": run_id, "key": enc}
     if after is not None:
         query["t1"] = {"$gte": after[0]}
-    collector = PageCollector(after, req.max_results)
     # allow_disk_use: without an index on (run_id, key, t0) a huge history is a blocking sort
     cursor = db[METRICS].find(query, {"_id": 0, "t0": 1, "p": 1}, sort=[("t0", 1)], allow_disk_use=True)
     try:
@@ -122,13 +152,23 @@ async def get_metric_history(db: AsyncDatabase, req: rq.GetMetricHistory) -> dic
             collector.add(bucket.get("p") or ())
     finally:
         await cursor.close()
-    points, more = collector.page()
-    out: dict[str, Any] = {}
-    if points:
-        out["metrics"] = [metric_point(key, p) for p in points]
-    if more:
-        out["next_page_token"] = encode_token(search, list(time_order(points[-1])))
-    return out
+
+
+async def _read_by_bucket(db: AsyncDatabase, run_id: str, enc: str, last_seq: int, start: int,
+                          collector: PageCollector) -> list[tuple[int, int]]:
+    """Buckets `start..last_seq` in order (for an ordered history, time order), fetched by id a few
+    at a time until no later bucket can hold a point of the page."""
+    read: list[tuple[int, int]] = []
+    for first in range(start, last_seq + 1, BUCKETS_PER_FETCH):
+        ids = [f"{run_id}:{enc}:{s}" for s in range(first, min(first + BUCKETS_PER_FETCH, last_seq + 1))]
+        buckets = await db[METRICS].find({"_id": {"$in": ids}, "run_id": run_id},
+                                         {"_id": 0, "seq": 1, "t0": 1, "t1": 1, "p": 1}).to_list(None)
+        for bucket in sorted(buckets, key=lambda b: b["seq"]):
+            if not collector.wants(bucket.get("t0", 0)):
+                return read
+            collector.add(bucket.get("p") or ())
+            read.append((bucket["seq"], bucket.get("t1", 0)))
+    return read
 
 
 # --- bulk interval -----------------------------------------------------------------------------

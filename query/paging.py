@@ -67,7 +67,7 @@ def _check_scalar(value: Any) -> Scalar:
     raise _bad("unexpected value type")
 
 
-def decode_token(token: str | None, search: str, n_values: int) -> list[Scalar] | None:
+def decode_token(token: str | None, search: str, n_values: int | tuple[int, ...]) -> list[Scalar] | None:
     """The cursor values of `token`, or None for the first page; INVALID_PARAMETER_VALUE if the
     token is malformed or belongs to another search."""
     if not token:
@@ -83,7 +83,7 @@ def decode_token(token: str | None, search: str, n_values: int) -> list[Scalar] 
         raise _bad("not a token issued by this server") from None
     if parsed.v != TOKEN_VERSION or parsed.q != search:
         raise _bad("it was issued for a different search (filter, order or experiments changed)")
-    if len(parsed.k) != n_values:
+    if len(parsed.k) not in (n_values if isinstance(n_values, tuple) else (n_values,)):
         raise _bad("wrong number of values")
     return [_check_scalar(v) for v in parsed.k]
 

@@ -54,6 +54,10 @@ class OpenBucket:
     seen: set[PointKey] = field(default_factory=set)  # points that would be exact duplicates
     closed_t_max: int = -1  # no point in buckets before `seq` is newer than this
     open_t_max: int = -1  # nor any point in bucket `seq`
+    # No point is older than any point of an earlier bucket: bucket order is time order, so a
+    # history can be read bucket by bucket (query/history.py). Unknown for histories stored before
+    # the flag existed: False.
+    ordered: bool = False
 
 
 @dataclass
@@ -123,6 +127,7 @@ class _BucketWork:
     open_t_max: int
     first_seq: int = 0  # the open bucket when the batch started (it may exist already)
     pending: dict[int, list[Point]] = field(default_factory=dict)
+    ordered: bool = False
 
 
 def point_key(p: Point) -> PointKey:
@@ -442,7 +447,8 @@ class _Planner:
         if work is None:
             known = self.state.buckets.get(key) or OpenBucket()
             work = _BucketWork(seq=known.seq, count=known.count, seen=set(known.seen),
-                               closed_t_max=known.closed_t_max, open_t_max=known.open_t_max, first_seq=known.seq)
+                               closed_t_max=known.closed_t_max, open_t_max=known.open_t_max, first_seq=known.seq,
+                               ordered=known.ordered)
             self.buckets[key] = work
         return work
 
@@ -471,6 +477,8 @@ class _Planner:
                 bucket.open_t_max = -1
                 bucket.seq += 1
                 bucket.count = 0
+            if point[1] < bucket.closed_t_max:
+                bucket.ordered = False  # older than a point of an earlier bucket
             bucket.pending.setdefault(bucket.seq, []).append(point)
             bucket.count += 1
             bucket.open_t_max = max(bucket.open_t_max, point[1])
@@ -516,7 +524,8 @@ class _Planner:
                 }, already_applied_if_duplicate=self.write_token is not None))
             run = self.runs.get(run_id)
             if run is not None:
-                mb = {"seq": bucket.seq, "n": bucket.count, "tc": bucket.closed_t_max, "to": bucket.open_t_max}
+                mb = {"seq": bucket.seq, "n": bucket.count, "tc": bucket.closed_t_max, "to": bucket.open_t_max,
+                      "o": bucket.ordered}
                 run.doc.setdefault("mb", {})[enc] = mb
                 if run.existed:
                     run.set(f"mb.{enc}", mb)

@@ -183,7 +183,8 @@ async def _load_buckets(db: AsyncDatabase, state: BatchState,
         seq = int(mb.get("seq", 0))
         stored_t_max = max(int(mb.get("tc", -1)), int(mb.get("to", 2**62)))
         state.buckets[(run_id, enc)] = OpenBucket(seq=seq, count=int(mb.get("n", 0)), closed_t_max=int(mb.get("tc", -1)),
-                                                  open_t_max=int(mb.get("to", -1)))
+                                                  open_t_max=int(mb.get("to", -1)),
+                                                  ordered=bool(mb.get("o")) if mb else True)
         if mb and not conservative and t_lo > stored_t_max:
             continue
         # The open bucket (and any a crashed writer left after it) holds the recent points ...

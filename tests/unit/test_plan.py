@@ -89,6 +89,25 @@ def test_a_small_append_or_a_fresh_key_still_fills_the_open_bucket() -> None:
     assert len(writes[f"{RUN}:fresh:0"].update["$push"]["p"]["$each"]) == 500
 
 
+def test_a_history_stays_ordered_until_a_point_is_older_than_an_earlier_bucket() -> None:
+    state = state_with_run()
+    state.buckets[(RUN, "m")] = OpenBucket(seq=3, count=999, closed_t_max=500, open_t_max=600, ordered=True)
+    in_order = [metric(i, 1.0, ts=600 + i) for i in range(3)]  # the third opens bucket 4, newer than all
+    plan = plan_batch([env(ev.RunDataLogged(RUN, metrics=in_order))], state, 1000)
+    assert run_write(plan)["$set"]["mb.m"]["o"] is True
+    late = [metric(9, 1.0, ts=550)]  # older than bucket 3's newest point, landing in bucket 4
+    state.buckets[(RUN, "m")] = OpenBucket(seq=4, count=1, closed_t_max=602, open_t_max=602, ordered=True)
+    plan = plan_batch([env(ev.RunDataLogged(RUN, metrics=late))], state, 1000)
+    assert run_write(plan)["$set"]["mb.m"]["o"] is False
+    # within the open bucket order does not matter; unknown (older data) stays unknown
+    state.buckets[(RUN, "m")] = OpenBucket(seq=4, count=1, closed_t_max=500, open_t_max=700, ordered=True)
+    plan = plan_batch([env(ev.RunDataLogged(RUN, metrics=[metric(10, 1.0, ts=650)]))], state, 1000)
+    assert run_write(plan)["$set"]["mb.m"]["o"] is True
+    state.buckets[(RUN, "m")] = OpenBucket(seq=4, count=1)
+    plan = plan_batch([env(ev.RunDataLogged(RUN, metrics=[metric(11, 1.0, ts=800)]))], state, 1000)
+    assert run_write(plan)["$set"]["mb.m"]["o"] is False
+
+
 def test_exact_duplicates_are_dropped_against_stored_and_batch_points() -> None:
     state = state_with_run()
     state.buckets[(RUN, "m")] = OpenBucket(seq=0, count=1, seen={(1, 1, 0.5)})

@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.compare import (Server, create_experiment, create_runs, log, log_batch_bodies,  # noqa: E402
                            run_phase)
 from tests.services import start_services  # noqa: E402
-from tests.stack import Stack, make_stack  # noqa: E402
+from tests.stack import Stack, make_stack, start_stack  # noqa: E402
 
 ADMIN, PASSWORD = "bench-admin", "bench-admin-password"
 
@@ -34,13 +34,8 @@ ADMIN, PASSWORD = "bench-admin", "bench-admin-password"
 def start(target: str, services, auth: bool) -> tuple[Stack, str]:
     env = {"GENESIS_FLOW_AUTH": "basic", "MLFLOW_AUTH_ADMIN_USERNAME": ADMIN,
            "MLFLOW_AUTH_ADMIN_PASSWORD": PASSWORD} if auth else {"GENESIS_FLOW_AUTH": "none"}
-    stack = make_stack(services, "authon" if auth else "authoff", **env)
-    if target == "standalone":
-        stack.start("standalone")
-        return stack, stack.url("standalone")
-    for tier in ("writer", "ingest", "query"):
-        stack.start(tier)
-    return stack, stack.start_router()
+    stack = start_stack(make_stack(services, "authon" if auth else "authoff", **env), target)
+    return stack, stack.url("uri")
 
 
 def main() -> int:

@@ -11,7 +11,7 @@ from pymongo import MongoClient
 from tests.query_support import QueryEnv, query_env
 from tests.services import (DEFAULT_MONGODB_URI, ENV_MONGODB_URI, Services, describe_mongo_server, start_services,
                             uses_docker)
-from tests.stack import Stack, make_stack
+from tests.stack import Stack, make_stack, start_stack
 
 _MONGO_SERVER = pytest.StashKey[str]()
 
@@ -68,16 +68,7 @@ def tracking_stack(request, services: Services) -> Iterator[Stack]:
     processes; Azure Blob on Azurite). `stack.url("uri")` is what a client points at."""
     stack = make_stack(services, request.param[:4])
     try:
-        if request.param == "standalone":
-            stack.start("standalone")
-            stack.ports["uri"] = stack.ports["standalone"]
-        else:
-            stack.start("writer")
-            stack.start("ingest")
-            stack.start("query")
-            stack.start_router()
-            stack.ports["uri"] = stack.ports["router"]
-        yield stack
+        yield start_stack(stack, request.param)
     finally:
         stack.stop()
 

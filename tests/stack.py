@@ -124,6 +124,21 @@ class Stack:
         asyncio.run(_cleanup(self))
 
 
+def start_stack(stack: Stack, mode: str) -> Stack:
+    """Start `stack` as one tracking URI, `stack.url("uri")`: `standalone` (one process) or
+    `distributed` (writer, ingest and query behind nginx with the shipped router config)."""
+    if mode == "standalone":
+        stack.start("standalone")
+        stack.ports["uri"] = stack.ports["standalone"]
+    else:
+        stack.start("writer")
+        stack.start("ingest")
+        stack.start("query")
+        stack.start_router()
+        stack.ports["uri"] = stack.ports["router"]
+    return stack
+
+
 def make_stack(services: Services, name: str = "gf", partitions: int = 4, **env: str) -> Stack:
     stack_name = unique_name(name)
     workdir = Path(tempfile.mkdtemp(prefix=f"{stack_name}-"))

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.services import Services
-from tests.stack import Stack, make_stack
+from tests.stack import Stack, make_stack, start_stack
 
 ADMIN = "admin"
 ADMIN_PASSWORD = "admin-password-0123"  # >= 12 characters, as the server requires
@@ -20,19 +20,6 @@ AUTH_ENV = {
     # tier is seen by the other within the test's patience
     "GENESIS_FLOW_AUTH_CACHE_TTL_S": "1",
 }
-
-
-def start_stack(stack: Stack, mode: str) -> Stack:
-    if mode == "standalone":
-        stack.start("standalone")
-        stack.ports["uri"] = stack.ports["standalone"]
-    else:
-        stack.start("writer")
-        stack.start("ingest")
-        stack.start("query")
-        stack.start_router()
-        stack.ports["uri"] = stack.ports["router"]
-    return stack
 
 
 @pytest.fixture(scope="module", params=["standalone", "distributed"])
